@@ -1,0 +1,3 @@
+from .level_adapters import LevelAdapters
+
+__all__ = ['LevelAdapters']

@@ -1,0 +1,278 @@
+"""The Distiller: a frozen teacher, a trainable student and config-selected losses."""
+import inspect
+import os.path as osp
+from typing import Dict, List, Optional, Union
+
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import MessageHub
+from mmengine.model import BaseModel
+from torch import nn
+
+from mmkd_det.registry import MODELS
+from ..recorders import ModuleOutputsRecorder, disable_inplace
+from .data_preprocessor import DistillDataPreprocessor, same_preprocessing
+from .teacher_loading import load_teacher_checkpoint
+
+#: keyword arguments a loss may request by name, provided by the Distiller.
+EXTRA_INPUTS = ('gt_instances', 'batch_img_metas', 'student', 'teacher')
+_REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+#: top-level detector attributes whose forward(feats) the Distiller can run.
+_HEADS = ('bbox_head', 'rpn_head')
+
+
+def load_model_cfg(cfg: Union[str, dict], role: str) -> ConfigDict:
+    """Resolve a teacher/student model config.
+
+    Accepts an inline model dict, a config file path (local, or ``mmdet::...``),
+    or ``dict(cfg_path=..., **overrides)`` whose overrides are merged into the
+    file's ``model`` (so ``num_classes`` etc. can be changed by inheritance).
+    """
+    if isinstance(cfg, str):
+        cfg = dict(cfg_path=cfg)
+    cfg = ConfigDict(cfg)
+    path = cfg.pop('cfg_path', None)
+    if path is None:
+        if 'type' not in cfg:
+            raise KeyError(f'{role} config needs `type` (an inline mmdet model dict) or '
+                           f'`cfg_path` (a config file), got keys {sorted(cfg)}.')
+        return cfg
+    if '::' in path:
+        from mmengine.hub import get_config
+        file_cfg = get_config(path)
+    else:
+        repo_path = osp.join(_REPO_ROOT, path)
+        if not osp.isfile(path) and not osp.isabs(path) and osp.isfile(repo_path):
+            path = repo_path
+        if not osp.isfile(path):
+            raise FileNotFoundError(
+                f'{role} cfg_path {path!r} does not exist (relative paths are resolved '
+                f'from the current directory, then from the mmkd_det checkout).')
+        file_cfg = Config.fromfile(path)
+    if 'model' not in file_cfg:
+        raise KeyError(f'{role} cfg_path {path!r} defines no `model`.')
+    return ConfigDict(Config._merge_a_into_b(cfg, ConfigDict(file_cfg.model)))
+
+
+@MODELS.register_module()
+class Distiller(BaseModel):
+    """Distil a frozen teacher detector into a student detector.
+
+    The teacher is kept out of the module tree (as mmdet's
+    ``KnowledgeDistillationSingleStageDetector`` does): it is never in a
+    checkpoint, the optimizer, DDP or the runner's ``init_weights``; it is
+    frozen, always in eval mode and runs under ``no_grad``, computing only what
+    the losses read (backbone + neck, plus a head forward when a head output
+    is recorded; never its losses).
+
+    Args:
+        student (dict | str): mmdet model config, config path or
+            ``dict(cfg_path=..., **overrides)``.
+        teacher (dict | str): same forms as ``student``.
+        teacher_ckpt (str): path or URL of the teacher weights (required).
+        distill_losses (dict): loss name (must contain ``'loss'``) -> loss cfg.
+        recorders (dict): record name -> ``dict(source='neck', index=None,
+            teacher_source=None)``; the same sources are hooked in teacher and
+            student unless ``teacher_source`` is given.
+        teacher_strict (bool): abort on missing/unexpected teacher keys.
+            Defaults to True.
+        warmup_iters (int): distillation weights ramp linearly as
+            ``min(1, (iter + 1) / warmup_iters)``. Defaults to 0 (off).
+        stop_epoch (int, optional): no distillation from this (0-based) epoch on.
+        probe_size (int): side of the zero image used at build time to check
+            recorder shapes and create adapters. Defaults to 256.
+    """
+
+    def __init__(self,
+                 student: Union[dict, str],
+                 teacher: Union[dict, str],
+                 teacher_ckpt: Optional[str],
+                 distill_losses: dict,
+                 recorders: dict,
+                 teacher_strict: bool = True,
+                 warmup_iters: int = 0,
+                 stop_epoch: Optional[int] = None,
+                 probe_size: int = 256,
+                 data_preprocessor=None,
+                 init_cfg=None):
+        student_cfg = load_model_cfg(student, 'student')
+        teacher_cfg = load_model_cfg(teacher, 'teacher')
+        student_model = MODELS.build(student_cfg)
+        teacher_model = MODELS.build(teacher_cfg)
+        t_pp = None if same_preprocessing(teacher_model.data_preprocessor,
+                                          student_model.data_preprocessor) \
+            else teacher_model.data_preprocessor
+        super().__init__(
+            data_preprocessor=DistillDataPreprocessor(student_model.data_preprocessor, t_pp),
+            init_cfg=init_cfg)
+        self.student = student_model
+        # Plain attribute, not a sub-module (see class docstring).
+        object.__setattr__(self, 'teacher', teacher_model)
+        load_teacher_checkpoint(self.teacher, teacher_ckpt, strict=teacher_strict)
+        self.teacher.requires_grad_(False)
+        self.teacher.eval()
+        disable_inplace(self.teacher)
+        disable_inplace(self.student)
+
+        self.warmup_iters = int(warmup_iters)
+        self.stop_epoch = stop_epoch
+        self.record_specs = {k: dict(v) for k, v in recorders.items()}
+        s_sources = {k: {kk: vv for kk, vv in v.items() if kk != 'teacher_source'}
+                     for k, v in self.record_specs.items()}
+        t_sources = {k: dict(source=v.get('teacher_source') or v['source'],
+                             index=v.get('index')) for k, v in self.record_specs.items()}
+        self.student_recorder = ModuleOutputsRecorder(self.student, s_sources, 'student')
+        self.teacher_recorder = ModuleOutputsRecorder(self.teacher, t_sources, 'teacher')
+        self.teacher_heads = self._heads_to_run(self.teacher, t_sources, 'teacher')
+        self._student_heads = self._heads_to_run(self.student, s_sources, 'student')
+
+        self.distill_losses = nn.ModuleDict()
+        self.loss_bindings: Dict[str, Dict[str, tuple]] = {}
+        for name, cfg in distill_losses.items():
+            if 'loss' not in name:
+                raise KeyError(f'Distillation loss name {name!r} must contain "loss" '
+                               f'(mmengine only back-propagates keys containing it).')
+            self.distill_losses[name] = MODELS.build(cfg)
+            self.loss_bindings[name] = self._bind(name, self.distill_losses[name])
+        self._setup_losses(probe_size)
+
+    # ----------------------------------------------------------------- build
+    @staticmethod
+    def _heads_to_run(model: nn.Module, sources: dict, role: str) -> List[str]:
+        heads = []
+        for name, spec in sources.items():
+            top = spec['source'].split('.')[0]
+            if top in ('backbone', 'neck'):
+                continue
+            if top not in _HEADS:
+                raise ValueError(
+                    f'Recorder {name!r}: the {role} can only be recorded in backbone, neck, '
+                    f'{" or ".join(_HEADS)} (got {spec["source"]!r}); RoI heads need '
+                    f'proposals and are not run for the teacher.')
+            if top not in heads:
+                heads.append(top)
+        return heads
+
+    def _bind(self, name: str, loss: nn.Module) -> Dict[str, tuple]:
+        """Map each forward argument of ``loss`` to a record or an extra input."""
+        params = inspect.signature(loss.forward).parameters
+        inputs = getattr(loss, 'inputs', {})
+        unknown = set(inputs) - set(params)
+        if unknown:
+            raise KeyError(f'{name}: `inputs` names {sorted(unknown)} which '
+                           f'{type(loss).__name__}.forward does not take '
+                           f'(it takes {list(params)}).')
+        binding = {}
+        for arg, p in params.items():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            if arg in inputs:
+                role, _, record = inputs[arg].partition('.')
+                if role not in ('student', 'teacher') or record not in self.record_specs:
+                    raise KeyError(
+                        f'{name}: input {arg}={inputs[arg]!r} must be "student.<record>" or '
+                        f'"teacher.<record>" with a record among {sorted(self.record_specs)}. '
+                        f'Add the record to the Distiller `recorders`.')
+                binding[arg] = ('record', role, record)
+            elif arg in EXTRA_INPUTS:
+                binding[arg] = ('extra', arg)
+            elif p.default is p.empty:
+                raise KeyError(f'{name}: argument {arg!r} of {type(loss).__name__}.forward '
+                               f'is not bound; set inputs=dict({arg}="student.<record>").')
+        return binding
+
+    @torch.no_grad()
+    def _probe(self, model, recorder, heads, size) -> Dict[str, List[torch.Size]]:
+        was_training = model.training
+        model.eval()
+        try:
+            with recorder:
+                feats = model.extract_feat(torch.zeros(1, 3, size, size))
+                for head in heads:
+                    getattr(model, head)(feats)
+            return {n: [t.shape for t in recorder.get(n)] for n in recorder.specs}
+        finally:
+            model.train(was_training)
+
+    def _setup_losses(self, probe_size: int) -> None:
+        shapes = dict(student=self._probe(self.student, self.student_recorder,
+                                          self._student_heads, probe_size),
+                      teacher=self._probe(self.teacher, self.teacher_recorder,
+                                          self.teacher_heads, probe_size))
+        for name, loss in self.distill_losses.items():
+            arg_shapes = {arg: shapes[b[1]][b[2]] for arg, b in
+                          self.loss_bindings[name].items() if b[0] == 'record'}
+            if hasattr(loss, 'setup'):
+                loss.setup(arg_shapes, name=name)
+
+    # ------------------------------------------------------------- schedule
+    def distill_scale(self) -> float:
+        """Current factor of every distillation loss (warm-up, stop epoch)."""
+        hub = MessageHub.get_current_instance()
+        if self.stop_epoch is not None and hub.get_info('epoch', 0) >= self.stop_epoch:
+            return 0.0
+        if self.warmup_iters > 0:
+            return min(1.0, (hub.get_info('iter', 0) + 1) / self.warmup_iters)
+        return 1.0
+
+    # --------------------------------------------------------------- forward
+    def forward(self, inputs, data_samples=None, mode: str = 'tensor',
+                teacher_inputs: Optional[torch.Tensor] = None):
+        if mode == 'loss':
+            return self.loss(inputs, data_samples, teacher_inputs)
+        return self.student(inputs, data_samples, mode)
+
+    def _teacher_forward(self, inputs: torch.Tensor) -> None:
+        with torch.no_grad(), self.teacher_recorder:
+            feats = self.teacher.extract_feat(inputs)
+            for head in self.teacher_heads:
+                getattr(self.teacher, head)(feats)
+
+    def loss(self, inputs, data_samples, teacher_inputs=None) -> dict:
+        scale = self.distill_scale()
+        if scale == 0.0:
+            losses = self.student.loss(inputs, data_samples)
+            # keep every trainable parameter in the graph (DDP without
+            # find_unused_parameters) at zero cost
+            extra = [p.sum() * 0 for p in self.distill_losses.parameters()]
+            if extra:
+                losses['distill.loss_stopped'] = torch.stack(extra).sum()
+            return losses
+        with self.student_recorder:
+            losses = self.student.loss(inputs, data_samples)
+        self._teacher_forward(inputs if teacher_inputs is None else teacher_inputs)
+        records = dict(student=self.student_recorder, teacher=self.teacher_recorder)
+        extras = dict(gt_instances=[s.gt_instances for s in data_samples],
+                      batch_img_metas=[s.metainfo for s in data_samples],
+                      student=self.student, teacher=self.teacher)
+        for name, loss in self.distill_losses.items():
+            kwargs = {arg: (records[b[1]].get(b[2]) if b[0] == 'record' else extras[b[1]])
+                      for arg, b in self.loss_bindings[name].items()}
+            value = loss(**kwargs)
+            if not torch.isfinite(value).all():
+                it = MessageHub.get_current_instance().get_info('iter', 0)
+                raise FloatingPointError(
+                    f'Distillation loss {name} is {value.item()} at iteration {it}. Check that '
+                    f'the teacher checkpoint matches the teacher config and both use the same '
+                    f'preprocessing; otherwise lower its loss_weight, raise warmup_iters or '
+                    f'add optim_wrapper.clip_grad.')
+            losses[f'distill.{name}'] = value * scale
+        return losses
+
+    # ---------------------------------------------------------------- teacher
+    @torch.no_grad()
+    def teacher_predict_step(self, data: dict) -> list:
+        """Teacher predictions for a raw val batch (its own preprocessing)."""
+        t_pp = self.data_preprocessor.teacher or self.data_preprocessor.student
+        data = t_pp(data, False)
+        return self.teacher.predict(data['inputs'], data['data_samples'])
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to()/.cuda()/.cpu()/.half() must reach the unregistered teacher too.
+        self.teacher._apply(fn, *args, **kwargs)
+        return super()._apply(fn, *args, **kwargs)
+
+    def student_state_dict(self) -> dict:
+        """The student's own weights, as a plain mmdet detector state dict."""
+        return self.student.state_dict()
+

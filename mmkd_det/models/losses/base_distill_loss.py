@@ -1,0 +1,113 @@
+"""Base class of every distillation loss: input binding, adapters, shape checks."""
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+
+from ..connectors import LevelAdapters
+
+Shapes = Dict[str, List[torch.Size]]
+
+
+class BaseDistillLoss(BaseModule):
+    """Shared plumbing of distillation losses.
+
+    A subclass declares what its ``forward`` consumes and the Distiller feeds it:
+
+    * ``default_inputs``: forward argument -> ``'student.<record>'`` or
+      ``'teacher.<record>'`` (records are named in the Distiller's
+      ``recorders``); a config may override them with ``inputs=dict(...)``.
+    * keyword-only extras the Distiller provides on request by name:
+      ``gt_instances``, ``batch_img_metas``, ``student``, ``teacher``
+      (the detectors: heads, priors, assigners).
+    * ``feature_pairs``: ``(student_arg, teacher_arg)`` per-level features whose
+      student side goes through :meth:`adapt` (adapter + optional resize).
+    * ``same_shape_pairs``: per-level tensors that must match exactly (logits).
+
+    Args:
+        loss_weight (float): scale of this loss. Defaults to 1.0.
+        inputs (dict, optional): overrides of ``default_inputs``.
+        adapter (str | dict | None): ``'auto'``: a 1x1 conv per level only when
+            channels differ; ``dict(kernel_size=k)``: always a k x k conv per
+            level; ``None``: never (a channel mismatch is then an error).
+            Defaults to the class's ``default_adapter``.
+        resize_student (bool): bilinearly resize student features to the
+            teacher's H, W when they differ; otherwise that is an error.
+    """
+
+    default_inputs: Dict[str, str] = {}
+    feature_pairs: Tuple[Tuple[str, str], ...] = ()
+    same_shape_pairs: Tuple[Tuple[str, str], ...] = ()
+    default_adapter: Union[str, dict, None] = 'auto'
+
+    def __init__(self, loss_weight: float = 1.0, inputs: Optional[dict] = None,
+                 adapter: Union[str, dict, None] = 'default',
+                 resize_student: bool = False, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.loss_weight = float(loss_weight)
+        self.inputs = dict(self.default_inputs)
+        self.inputs.update(inputs or {})
+        self.adapter_cfg = self.default_adapter if adapter == 'default' else adapter
+        if not (self.adapter_cfg in (None, 'auto') or isinstance(self.adapter_cfg, dict)):
+            raise ValueError(f"adapter must be 'auto', None or dict(kernel_size=k); "
+                             f'got {self.adapter_cfg!r}.')
+        self.resize_student = resize_student
+        self.adapters = torch.nn.ModuleDict()
+        self._needs_resize: Dict[str, bool] = {}
+
+    # ------------------------------------------------------------------ build
+    def setup(self, shapes: Shapes, name: str = '') -> None:
+        """Check recorded shapes (from the Distiller's build-time probe) and
+        create the adapters. ``shapes`` maps forward argument -> per-level shapes."""
+        for a, b in self.same_shape_pairs:
+            self._check_levels(shapes, a, b, name)
+            for lvl, (sa, sb) in enumerate(zip(shapes[a], shapes[b])):
+                if sa[1:] != sb[1:]:
+                    raise ValueError(
+                        f'{name}: {a} and {b} differ at level {lvl}: {tuple(sa[1:])} vs '
+                        f'{tuple(sb[1:])} (C, H, W). For classification logits this means '
+                        f'teacher and student predict a different number of classes or '
+                        f'anchors: set the same num_classes (and anchor generator) in both.')
+        for s_arg, t_arg in self.feature_pairs:
+            self._check_levels(shapes, s_arg, t_arg, name)
+            s_ch = [s[1] for s in shapes[s_arg]]
+            t_ch = [s[1] for s in shapes[t_arg]]
+            hw_differ = any(s[2:] != t[2:] for s, t in zip(shapes[s_arg], shapes[t_arg]))
+            if hw_differ and not self.resize_student:
+                raise ValueError(
+                    f'{name}: spatial size of {s_arg} {[tuple(s[2:]) for s in shapes[s_arg]]} '
+                    f'differs from {t_arg} {[tuple(s[2:]) for s in shapes[t_arg]]} (H, W per '
+                    f'level). Record levels of the same stride, or set resize_student=True.')
+            self._needs_resize[s_arg] = hw_differ
+            cfg = self.adapter_cfg
+            if cfg == 'auto':
+                cfg = dict(kernel_size=1) if s_ch != t_ch else None
+            if cfg is None:
+                if s_ch != t_ch:
+                    raise ValueError(
+                        f'{name}: channel mismatch without adapter: student {s_arg} has '
+                        f'{s_ch} channels, teacher {t_arg} has {t_ch}. Set adapter=\'auto\' '
+                        f'or adapter=dict(kernel_size=1) on this loss.')
+                continue
+            self.adapters[s_arg] = LevelAdapters(s_ch, t_ch, **cfg)
+
+    @staticmethod
+    def _check_levels(shapes: Shapes, a: str, b: str, name: str) -> None:
+        if len(shapes[a]) != len(shapes[b]):
+            raise ValueError(f'{name}: {a} has {len(shapes[a])} levels but {b} has '
+                             f'{len(shapes[b])}; teacher and student must expose the same '
+                             f'number of FPN levels (neck num_outs / head levels).')
+
+    # ---------------------------------------------------------------- forward
+    def adapt(self, arg: str, s_feats: Sequence[torch.Tensor],
+              t_feats: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """Student features of ``arg`` mapped onto the teacher's C, H, W."""
+        feats = list(s_feats)
+        if arg in self.adapters:
+            feats = self.adapters[arg](feats)
+        if self._needs_resize.get(arg):
+            feats = [f if f.shape[2:] == t.shape[2:] else
+                     F.interpolate(f, size=t.shape[2:], mode='bilinear', align_corners=False)
+                     for f, t in zip(feats, t_feats)]
+        return feats

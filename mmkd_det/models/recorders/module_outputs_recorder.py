@@ -1,0 +1,151 @@
+"""Record the outputs of named sub-modules of a detector during one forward.
+
+Shape shorthand used across mmkd_det: ``N`` images, ``C`` channels, ``H, W`` one
+FPN level, ``L`` FPN levels.
+"""
+import difflib
+from typing import Dict, List, Sequence
+
+import torch
+from torch import nn
+
+
+class RecordError(RuntimeError):
+    """Raised when a record is requested that was not (or wrongly) captured."""
+
+
+def _suggest(name: str, candidates: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=5, cutoff=0.5)
+    if not close:
+        # fall back to prefix matches (e.g. 'bbox_head.cls' -> 'bbox_head.*')
+        head = name.split('.')[0]
+        close = [c for c in candidates if c.split('.')[0] == head][:5]
+    return ', '.join(repr(c) for c in close) if close else 'none'
+
+
+def find_module(model: nn.Module, path: str, model_name: str = 'model') -> nn.Module:
+    """Return ``model``'s sub-module at dotted ``path`` or raise with suggestions."""
+    modules = dict(model.named_modules())
+    # Accept paths written against a DDP-wrapped or distiller-wrapped model.
+    for prefix in ('module.', 'student.', 'teacher.'):
+        if path not in modules and path.startswith(prefix):
+            path = path[len(prefix):]
+    if path not in modules:
+        raise KeyError(
+            f'Unknown recorded module {path!r} in the {model_name}. '
+            f'Close names: {_suggest(path, [n for n in modules if n])}. '
+            f'Fix the `source` of this recorder in the config '
+            f'(print the {model_name} to list its module names).')
+    return modules[path]
+
+
+class ModuleOutputsRecorder:
+    """Capture the outputs of several named modules of one model.
+
+    Forward hooks are registered once, with removable handles (:meth:`remove`),
+    and only store outputs while the recorder is active (``with recorder:``).
+    Buffers are cleared on every ``__enter__``, so records never leak across
+    iterations. A module called several times in one forward (a head shared
+    across FPN levels) yields one record per call.
+
+    Args:
+        model (nn.Module): the detector (teacher or student).
+        sources (dict[str, dict]): record name -> ``dict(source='dotted.path',
+            index=None)``. ``index`` picks one element of a tuple output (e.g.
+            ``index=0`` for the classification scores of a head forward).
+        model_name (str): used in error messages.
+    """
+
+    def __init__(self, model: nn.Module, sources: Dict[str, dict],
+                 model_name: str = 'model'):
+        self.model_name = model_name
+        self.specs = {k: dict(v) for k, v in sources.items()}
+        self._buffers: Dict[str, List] = {k: [] for k in sources}
+        self._active = False
+        self._handles = []
+        for name, spec in self.specs.items():
+            if 'source' not in spec:
+                raise KeyError(f'Recorder {name!r} needs a `source` (dotted module '
+                               f'path), got {spec}.')
+            unknown = set(spec) - {'source', 'index', 'teacher_source'}
+            if unknown:
+                raise KeyError(f'Recorder {name!r} has unknown keys {sorted(unknown)}; '
+                               f'allowed: source, teacher_source, index.')
+            module = find_module(model, spec['source'], model_name)
+            self._handles.append(module.register_forward_hook(self._make_hook(name)))
+
+    def _make_hook(self, name: str):
+        def hook(module, inputs, output):
+            if self._active:
+                self._buffers[name].append(output)
+        return hook
+
+    def __enter__(self) -> 'ModuleOutputsRecorder':
+        self.reset()
+        self._active = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._active = False
+
+    def reset(self) -> None:
+        for buf in self._buffers.values():
+            buf.clear()
+
+    def remove(self) -> None:
+        """Remove every hook from the model."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def num_calls(self, name: str) -> int:
+        return len(self._buffers[name])
+
+    def get(self, name: str) -> List[torch.Tensor]:
+        """Return the record ``name`` as a list of per-level tensors.
+
+        One call with a tuple/list output (a neck, a head forward) gives that
+        sequence (element ``index`` of it first, when set); several calls (a
+        conv shared across levels) give one entry per call.
+        """
+        if name not in self._buffers:
+            raise RecordError(f'No recorder named {name!r} on the {self.model_name}; '
+                              f'defined: {sorted(self._buffers)}.')
+        calls = self._buffers[name]
+        spec = self.specs[name]
+        if not calls:
+            raise RecordError(
+                f'Recorder {name!r} captured nothing: module {spec["source"]!r} of the '
+                f'{self.model_name} did not run in this forward, so the distillation '
+                f'loss would silently be zero. Record a module on the executed path '
+                f'(e.g. the neck, or the head for head outputs).')
+        index = spec.get('index')
+        if len(calls) == 1 and isinstance(calls[0], (tuple, list)):
+            out = calls[0] if index is None else calls[0][index]
+            out = list(out) if isinstance(out, (tuple, list)) else [out]
+        else:
+            out = [c if index is None else c[index] for c in calls]
+        for i, t in enumerate(out):
+            if not isinstance(t, torch.Tensor):
+                raise RecordError(
+                    f'Recorder {name!r} level {i} is a {type(t).__name__}, not a tensor; '
+                    f'set `index` to select a tensor element of the output.')
+        return out
+
+
+def disable_inplace(model: nn.Module) -> int:
+    """Set every ``inplace`` flag (ReLU, Dropout, ...) in ``model`` to False.
+
+    An inplace activation after a recorded module would overwrite the recorded
+    tensor. Returns the number of modules changed.
+    """
+    changed = 0
+    for module in model.modules():
+        if getattr(module, 'inplace', False) is True:
+            module.inplace = False
+            changed += 1
+        act_cfg = getattr(module, 'act_cfg', None)
+        if isinstance(act_cfg, dict) and act_cfg.get('inplace'):
+            act_cfg['inplace'] = False
+    return changed
+

@@ -1,0 +1,26 @@
+"""Registries of mmkd_det: children of mmdet's, so every mmdet type resolves too.
+
+Configs set ``default_scope = 'mmkd_det'``; our types and all mmdet (and mmengine)
+types are then found without prefixes or ``custom_imports``.
+"""
+from mmdet import registry as mmdet_registry
+from mmengine.registry import Registry
+
+_NODES = ('RUNNERS', 'RUNNER_CONSTRUCTORS', 'LOOPS', 'HOOKS', 'DATASETS',
+          'DATA_SAMPLERS', 'TRANSFORMS', 'MODELS', 'MODEL_WRAPPERS',
+          'WEIGHT_INITIALIZERS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
+          'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'METRICS',
+          'EVALUATOR', 'TASK_UTILS', 'VISUALIZERS', 'VISBACKENDS', 'LOG_PROCESSORS')
+
+_LOCATIONS = {
+    'MODELS': ['mmkd_det.models'],
+    'HOOKS': ['mmkd_det.engine'],
+    'DATASETS': ['mmkd_det.datasets'],
+}
+
+for _name in _NODES:
+    globals()[_name] = Registry(
+        _name.lower(), parent=getattr(mmdet_registry, _name), scope='mmkd_det',
+        locations=_LOCATIONS.get(_name, []))
+
+__all__ = list(_NODES)

@@ -1,0 +1,309 @@
+"""Tests of mmkd_det.compat: each shim has a test proving the upstream breakage and the fix.
+
+Checks that need "no patch applied" run before ``mmkd_det`` is imported in a subprocess, or call
+the original upstream function directly, because importing ``mmkd_det`` may apply the patches.
+"""
+import importlib.util
+import os
+import pickle
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import uuid
+
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.hooks import Hook
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+from torch.utils.data import Dataset
+
+from mmkd_det import compat
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TORCH_GE_26 = tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2]) >= (2, 6)
+
+
+class ToyModel(BaseModel):
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 1)
+
+    def forward(self, inputs, labels=None, mode='tensor'):
+        out = self.linear(torch.stack(inputs) if isinstance(inputs, list) else inputs).squeeze(-1)
+        if mode == 'loss':
+            labels = torch.stack(labels) if isinstance(labels, list) else labels
+            return dict(loss=((out - labels) ** 2).mean())
+        return out
+
+
+class ToyDataset(Dataset):
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, idx):
+        g = torch.Generator().manual_seed(idx)
+        return dict(inputs=torch.randn(2, generator=g), labels=torch.randn((), generator=g))
+
+
+class RecordHook(Hook):
+    """Records the iteration of each training step and the weights at ``before_train``."""
+
+    def __init__(self):
+        self.iters, self.start_weight = [], None
+
+    def before_train(self, runner):
+        self.start_weight = runner.model.linear.weight.detach().clone()
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        self.iters.append(runner.iter)
+
+
+class Opaque:
+    """A custom class: never allow-listed, so loading it needs the weights_only=False fallback."""
+
+
+def runner_cfg(work_dir, max_iters=2, **kwargs):
+    return dict(
+        model=ToyModel(), work_dir=str(work_dir), default_scope='mmengine',
+        experiment_name=f'{os.path.basename(work_dir)}_{uuid.uuid4().hex[:8]}',
+        train_dataloader=dict(dataset=ToyDataset(), batch_size=2, num_workers=0,
+                              sampler=dict(type='DefaultSampler', shuffle=False),
+                              collate_fn=dict(type='default_collate')),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters, val_interval=1000),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1, by_epoch=False),
+                           logger=dict(type='LoggerHook', interval=1)),
+        **kwargs)
+
+
+@pytest.fixture(scope='module')
+def runner_ckpt(tmp_path_factory):
+    work_dir = tmp_path_factory.mktemp('runner')
+    Runner(**runner_cfg(work_dir)).train()
+    path = work_dir / 'iter_2.pth'
+    assert path.is_file()
+    return path
+
+
+def run_py(code, timeout=120):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.dirname(__file__)]))
+    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=timeout)
+
+
+# ---------------------------------------------------------------- checkpoint loading (mmengine#1655)
+@pytest.mark.skipif(not TORCH_GE_26, reason='torch < 2.6 still defaults to weights_only=False')
+def test_runner_checkpoint_breaks_plain_torch_load(runner_ckpt):
+    import mmengine.runner.checkpoint as ckpt_mod
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(runner_ckpt)
+    with pytest.raises(pickle.UnpicklingError):  # mmengine's own (unpatched) local loader
+        ckpt_mod.load_from_local(str(runner_ckpt), map_location='cpu')
+
+
+def test_patched_loader_uses_weights_only_allow_list(runner_ckpt, monkeypatch):
+    from mmengine.logging import HistoryBuffer
+    from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint
+    logs = []
+    monkeypatch.setattr(compat, 'print_log', lambda *a, **k: logs.append(a[0]))
+    compat.apply_patches()
+    compat.apply_patches()  # idempotent
+    assert CheckpointLoader._schemes[''] is compat.load_from_local
+    ckpt = _load_checkpoint(str(runner_ckpt), map_location='cpu')
+    assert ckpt['meta']['iter'] == 2
+    assert isinstance(ckpt['message_hub']['log_scalars']['train/loss'], HistoryBuffer)
+    assert logs == []  # no weights_only=False fallback for a runner checkpoint
+    assert set(compat.load_checkpoint_file(runner_ckpt)) >= {'state_dict', 'optimizer', 'meta'}
+    with pytest.raises(pickle.UnpicklingError):  # the getattr stand-in stays narrow
+        compat._history_buffer_getattr(HistoryBuffer, '__init__')
+
+
+def test_runner_resume_and_load_from(runner_ckpt, tmp_path):
+    compat.apply_patches()
+    saved = compat.load_checkpoint_file(runner_ckpt)['state_dict']['linear.weight']
+    resume_dir = tmp_path / 'resume'
+    shutil.copytree(runner_ckpt.parent, resume_dir)
+    with open(resume_dir / 'last_checkpoint', 'w') as f:
+        f.write(str(resume_dir / 'iter_2.pth'))
+    hook = RecordHook()
+    runner = Runner(**runner_cfg(resume_dir, max_iters=3, resume=True, custom_hooks=[hook]))
+    runner.train()
+    assert hook.iters == [2] and runner.iter == 3  # continued from the saved iteration
+    assert torch.equal(hook.start_weight, saved)
+
+    hook = RecordHook()
+    runner = Runner(**runner_cfg(tmp_path / 'load_from', max_iters=1, load_from=str(runner_ckpt),
+                                 custom_hooks=[hook]))
+    runner.train()
+    assert hook.iters == [0] and torch.equal(hook.start_weight, saved)
+
+
+def test_untrusted_content_falls_back_with_one_warning(tmp_path, monkeypatch):
+    path = tmp_path / 'custom.pth'
+    torch.save(dict(state_dict=dict(w=torch.ones(2)), extra=Opaque()), path)
+    logs = []
+    monkeypatch.setattr(compat, 'print_log', lambda *a, **k: logs.append(a[0]))
+    ckpt = compat.load_checkpoint_file(path)
+    assert isinstance(ckpt['extra'], Opaque) and torch.equal(ckpt['state_dict']['w'], torch.ones(2))
+    compat.load_checkpoint_file(path)
+    assert len(logs) == 1 and str(path) in logs[0] and 'weights_only=False' in logs[0]
+    torch.save([1, 2], tmp_path / 'list.pth')
+    with pytest.raises(TypeError):
+        compat.load_checkpoint_file(tmp_path / 'list.pth')
+
+
+def test_mmengine_http_loader_from_local_cache(runner_ckpt, tmp_path):
+    """Upstream behaviour, no patch involved: torch.hub's loader passes weights_only=False."""
+    from mmengine.runner.checkpoint import load_from_http
+    shutil.copy(runner_ckpt, tmp_path / 'iter_2.pth')
+    ckpt = load_from_http('http://example.invalid/ckpts/iter_2.pth', map_location='cpu',
+                          model_dir=str(tmp_path), progress=False)
+    assert ckpt['meta']['iter'] == 2
+
+
+# ------------------------------------------------------------- CPU distributed launch (torchrun)
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the breakage only exists without CUDA')
+def test_init_dist_pytorch_without_cuda(tmp_path):
+    env = dict(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()), RANK='0', WORLD_SIZE='1',
+               LOCAL_RANK='0')
+    proc = run_py(f"""
+        import os; os.environ.update({env!r})
+        import torch.distributed as td
+        from mmengine.dist import init_dist
+        from mmengine import Config
+        from mmengine.runner import Runner
+        try:
+            init_dist('pytorch', backend='gloo')
+            raise SystemExit('unpatched init_dist unexpectedly worked')
+        except (AttributeError, AssertionError, RuntimeError) as err:
+            print('UNPATCHED', type(err).__name__)
+        assert not td.is_initialized()
+        from mmkd_det import compat
+        from test_compat import runner_cfg
+        compat.apply_patches()
+        init_dist('pytorch', backend='nccl')  # nccl is mapped to gloo without CUDA
+        print('BACKEND', td.get_backend())
+        try:  # the Runner's default DDP wrapper passes device_ids=[LOCAL_RANK]
+            Runner(**runner_cfg({str(tmp_path / 'a')!r}, max_iters=1, launcher='pytorch'))
+            raise SystemExit('default DDP wrapper unexpectedly worked on CPU')
+        except ValueError as err:
+            print('DEFAULT_WRAPPER', err)
+        cfg = compat.cpu_distributed_cfg(runner_cfg({str(tmp_path / 'b')!r}, max_iters=1,
+                                                    launcher='pytorch'))
+        runner = Runner.from_cfg(Config(cfg))
+        runner.train()
+        print('TRAINED', runner.iter, type(runner.model).__name__)
+        td.destroy_process_group()
+    """)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert 'UNPATCHED AttributeError' in proc.stdout or 'UNPATCHED' in proc.stdout
+    assert 'BACKEND gloo' in proc.stdout
+    assert 'DEFAULT_WRAPPER' in proc.stdout
+    assert 'TRAINED 1 MMDistributedDataParallel' in proc.stdout
+
+
+def test_cpu_distributed_cfg(monkeypatch):
+    from mmengine import Config
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = compat.cpu_distributed_cfg(Config(dict(find_unused_parameters=True)), launcher='pytorch')
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+    assert cfg.model_wrapper_cfg == dict(type='MMDistributedDataParallel', device_ids=None,
+                                         broadcast_buffers=False, find_unused_parameters=True)
+    cfg = Config(dict(launcher='slurm', env_cfg=dict(cudnn_benchmark=False,
+                                                     dist_cfg=dict(backend='nccl', timeout=60)),
+                      model_wrapper_cfg=dict(type='MMSeparateDistributedDataParallel',
+                                             device_ids=[0], find_unused_parameters=True)))
+    compat.cpu_distributed_cfg(cfg)
+    assert cfg.env_cfg == dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo', timeout=60))
+    assert cfg.model_wrapper_cfg == dict(type='MMSeparateDistributedDataParallel', device_ids=None,
+                                         find_unused_parameters=True)
+    plain = Config(dict(env_cfg=dict(dist_cfg=dict(backend='nccl'))))
+    assert compat.cpu_distributed_cfg(plain).env_cfg.dist_cfg.backend == 'nccl'  # launcher none
+    assert 'model_wrapper_cfg' not in plain
+
+
+# ------------------------------------------------------------------ mmrazor 1.0.0 (#632 / #652)
+needs_mmrazor = pytest.mark.skipif(
+    importlib.util.find_spec('mmrazor') is None or importlib.util.find_spec('mmcv') is None,
+    reason='mmrazor 1.0.0 and mmcv 2.1.0 are needed')
+
+
+@needs_mmrazor
+@pytest.mark.skipif(torch.__version__ < '2', reason='the breakage only exists on torch >= 2')
+def test_plain_mmrazor_models_import_fails():
+    proc = run_py('import mmrazor.models')
+    assert proc.returncode != 0
+    assert 'torch>=1.13' in proc.stderr or 'ImportError' in proc.stderr, proc.stderr[-2000:]
+
+
+@needs_mmrazor
+def test_import_mmrazor_models_confined():
+    proc = run_py("""
+        import sys, torch
+        import mmrazor
+        from mmengine.utils import digit_version
+        from mmkd_det import compat
+        models = compat.import_mmrazor_models()
+        assert compat.import_mmrazor_models() is models is sys.modules['mmrazor.models']
+        leaked = [n for n, m in sys.modules.items() if n.startswith('mmrazor')
+                  and hasattr(m, 'digit_version') and m.digit_version is not digit_version]
+        assert mmrazor.digit_version is digit_version and not leaked, leaked
+        import mmrazor.engine  # noqa: F401  (imports once mmrazor.models is loaded)
+        from mmrazor.models.losses import ChannelWiseDivergence, PKDLoss
+        s, t = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+        for loss in (PKDLoss(loss_weight=1.0)(s, t), ChannelWiseDivergence(tau=1.0)(s, t)):
+            assert torch.isfinite(loss).all(), loss
+        print('OK')
+    """)
+    assert proc.returncode == 0 and 'OK' in proc.stdout, proc.stderr[-4000:]
+
+
+def test_import_mmrazor_models_names_the_fix(monkeypatch):
+    monkeypatch.setattr(compat, '_MMRAZOR_MODELS', None)
+    monkeypatch.setitem(sys.modules, 'joblib', None)
+    with pytest.raises(ImportError, match=r'pip install mmrazor==1\.0\.0 joblib'):
+        compat.import_mmrazor_models()
+
+
+# ---------------------------------------------------------------------------- check_environment
+class _BrokenTorchvisionFinder:
+    """Finds a ``torchvision`` whose import raises, like a CUDA wheel on CPU torch."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == 'torchvision':
+            return importlib.util.spec_from_loader(name, self)
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        raise RuntimeError('operator torchvision::nms does not exist')
+
+
+def test_check_environment_reports_each_problem(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'pkg_resources', None)  # as with setuptools >= 82
+    monkeypatch.setitem(sys.modules, 'mmcv._ext', None)  # as with mmcv-lite / no ops
+    monkeypatch.delitem(sys.modules, 'torchvision', raising=False)
+    monkeypatch.setattr(sys, 'meta_path', [_BrokenTorchvisionFinder()] + sys.meta_path)
+    with pytest.raises(RuntimeError) as info:
+        compat.check_environment()
+    msg = str(info.value)
+    assert 'pip install "setuptools<82"' in msg and 'bash tools/setup_env.sh' in msg
+    assert 'pip uninstall torchvision' in msg
+
+
+@pytest.mark.skipif(importlib.util.find_spec('mmcv') is None, reason='mmcv is not installed yet')
+def test_check_environment_passes_here():
+    compat.check_environment()

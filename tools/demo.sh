@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# README command 1: install what is missing, then run the FRS demo on synthetic data.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+bash "$ROOT/tools/setup_env.sh"
+exec "${MMKD_VENV:-$ROOT/.venv}/bin/python" "$ROOT/tools/demo.py" "$@"
