@@ -4,6 +4,7 @@ _base_ = [
     'mmdet::faster_rcnn/faster-rcnn_r50_fpn_2x_coco.py',
     './_base_/distill_runtime.py',
 ]
+default_scope = 'mmkd_det'
 model = dict(
     _delete_=True,
     type='Distiller',

@@ -4,6 +4,7 @@ _base_ = [
     'mmdet::fcos/fcos_r50-caffe_fpn_gn-head_ms-640-800-2x_coco.py',
     './_base_/distill_runtime.py',
 ]
+default_scope = 'mmkd_det'
 model = dict(
     _delete_=True,
     type='Distiller',

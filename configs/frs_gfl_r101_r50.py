@@ -4,6 +4,7 @@ _base_ = [
     'mmdet::gfl/gfl_r50_fpn_1x_coco.py',
     './_base_/distill_runtime.py',
 ]
+default_scope = 'mmkd_det'
 model = dict(
     _delete_=True,
     type='Distiller',

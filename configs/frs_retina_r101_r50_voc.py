@@ -5,6 +5,7 @@ _base_ = [
     'mmdet::pascal_voc/retinanet_r50_fpn_1x_voc0712.py',
     './_base_/distill_runtime.py',
 ]
+default_scope = 'mmkd_det'
 model = dict(
     _delete_=True,
     type='Distiller',

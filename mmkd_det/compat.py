@@ -1,8 +1,7 @@
-"""Confined compatibility shims for the pinned stack (torch >= 2.6, mmengine 0.10.7, mmrazor 1.0.0).
+"""Confined shims for the pinned stack (torch >= 2.6, mmengine 0.10.7, mmrazor 1.0.0).
 
-Every shim replaces exactly one upstream name, is idempotent, and says which upstream issue it
-works around and when it can be deleted. Importing this module imports neither mmcv.ops nor
-mmdet.models (mmengine only), so ``mmkd_det/__init__.py`` may call :func:`apply_patches` early.
+Each shim replaces one upstream name, is idempotent, and names the upstream issue it works around
+and when to delete it. Imports mmengine only (no mmcv.ops / mmdet.models), so it is safe early.
 """
 import importlib
 import importlib.util
@@ -17,36 +16,30 @@ from mmengine.logging import print_log
 __all__ = ['apply_patches', 'check_environment', 'cpu_distributed_cfg', 'import_mmrazor_models',
            'load_checkpoint_file', 'patch_mmengine_checkpoint_loading',
            'patch_mmengine_cpu_distributed']
-
-_FALLBACK_WARNED = set()
+_FALLBACK_WARNED = set()  # files already reported as loaded with weights_only=False
 _MMRAZOR_MODELS = None
-_HISTORY_BUFFER_STATS = ('min', 'max', 'mean', 'current')
 
 
 def _history_buffer_getattr(obj, name):
-    """Stand-in for ``builtins.getattr`` during weights-only unpickling, limited to what runner
-    checkpoints pickle: ``HistoryBuffer._statistics_methods`` as ``getattr(HistoryBuffer, 'min')``."""
+    """``builtins.getattr`` for weights-only loads, limited to ``getattr(HistoryBuffer, 'min')``
+    etc.: how runner checkpoints pickle ``HistoryBuffer._statistics_methods``."""
     from mmengine.logging import HistoryBuffer
-    if obj is HistoryBuffer and name in _HISTORY_BUFFER_STATS:
+    if obj is HistoryBuffer and name in ('min', 'max', 'mean', 'current'):
         return getattr(obj, name)
     raise pickle.UnpicklingError(f'getattr({obj!r}, {name!r}) is not allow-listed')
 
 
 def _runner_checkpoint_safe_globals():
-    """The globals an mmengine Runner checkpoint needs (``message_hub`` and numpy scalars/arrays)."""
+    """What a Runner checkpoint needs beyond tensors: ``message_hub`` and numpy values."""
     import numpy as np
     from mmengine.logging import HistoryBuffer
-    try:
-        from numpy._core import multiarray  # numpy >= 2
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray
+    multiarray = (np._core if hasattr(np, '_core') else np.core).multiarray
     entries = [HistoryBuffer, np.ndarray, np.dtype, (_history_buffer_getattr, 'builtins.getattr')]
     for mod in ('numpy.core.multiarray', 'numpy._core.multiarray'):  # written by numpy 1.x / 2.x
         entries += [(multiarray._reconstruct, f'{mod}._reconstruct'),
                     (multiarray.scalar, f'{mod}.scalar')]
-    # dtype instances are rebuilt by BUILD on their per-dtype class; numeric/bool kinds only.
-    entries += sorted({type(np.dtype(c)) for c in '?bBhHiIlLqQefdgFDG'}, key=str)
-    return entries
+    # A pickled dtype is rebuilt on its per-dtype class (Float64DType...); numeric/bool kinds only.
+    return entries + sorted({type(np.dtype(c)) for c in '?bBhHiIlLqQefdgFDG'}, key=str)
 
 
 def _torch_load(filename, map_location=None):
@@ -56,20 +49,16 @@ def _torch_load(filename, map_location=None):
         with torch.serialization.safe_globals(_runner_checkpoint_safe_globals()):
             return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).strip().splitlines()[-1][:200]
+        reason = str(err).partition('error:')[2].strip().split('\n')[0].split('. ')[0]
     if filename not in _FALLBACK_WARNED:
         _FALLBACK_WARNED.add(filename)
-        print_log(f'{filename} loaded with weights_only=False ({reason}); only load checkpoints '
-                  'you trust.', logger='current', level=logging.WARNING)
+        print_log(f'{filename} loaded with weights_only=False ({reason or "not allow-listed"}); '
+                  'only load checkpoints you trust.', logger='current', level=logging.WARNING)
     return torch.load(filename, map_location=map_location, weights_only=False)
 
 
 def load_from_local(filename, map_location=None):
-    """mmengine's ``''`` (local file) checkpoint scheme, loading runner checkpoints on torch >= 2.6.
-
-    Same contract as ``mmengine.runner.checkpoint.load_from_local`` (the name keeps mmengine's
-    "Loads checkpoint by local backend" log line).
-    """
+    """Local-file scheme with mmengine's contract (name kept for its "by local backend" log)."""
     filename = os.path.expanduser(str(filename))
     if not os.path.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
@@ -79,13 +68,11 @@ def load_from_local(filename, map_location=None):
 def patch_mmengine_checkpoint_loading():
     """Make mmengine load its own runner checkpoints under torch >= 2.6 (``weights_only`` default).
 
-    Works around open-mmlab/mmengine#1655: 0.10.7's ``load_from_local`` calls ``torch.load``
-    without ``weights_only``, so ``resume=True``, ``load_from=`` and a user's own teacher
-    checkpoint fail on ``HistoryBuffer`` / numpy objects. Re-registers the ``''`` scheme with
-    :func:`load_from_local`: ``weights_only=True`` plus the narrow allow-list above, falling back to
-    ``weights_only=False`` with a warning per file. ``http(s)://`` needs nothing: mmengine's
-    ``load_from_http`` uses ``torch.hub.load_state_dict_from_url``, whose ``weights_only`` still
-    defaults to False. Delete once an mmengine release contains the fix on main (#1670).
+    Works around open-mmlab/mmengine#1655: 0.10.7's ``load_from_local`` uses the default, so
+    ``resume=True``, ``load_from=`` and a user's own teacher checkpoint fail on ``HistoryBuffer`` /
+    numpy objects. Re-registers the ``''`` scheme: ``weights_only=True`` with the allow-list above,
+    else ``weights_only=False`` and one warning per file. ``http(s)://`` needs nothing (torch.hub's
+    ``weights_only`` defaults to False). Delete once an mmengine release has #1670 (on main).
     """
     from mmengine.runner.checkpoint import CheckpointLoader
     if CheckpointLoader._schemes.get('') is not load_from_local:
@@ -93,15 +80,8 @@ def patch_mmengine_checkpoint_loading():
 
 
 def load_checkpoint_file(path, map_location='cpu'):
-    """Read a checkpoint dict (teacher weights, student export) with the logic above.
-
-    Args:
-        path (str | os.PathLike): local file, or any mmengine scheme (``http://``, ``openmmlab://``...).
-        map_location: as in :func:`torch.load`. Defaults to ``'cpu'``.
-
-    Returns:
-        dict: the checkpoint.
-    """
+    """Read a checkpoint dict (teacher weights, student export) with the logic above; ``path`` is
+    a local file or any mmengine scheme (``http://``...), ``map_location`` as in torch.load."""
     path = str(path)
     if '://' in path:
         from mmengine.runner.checkpoint import CheckpointLoader
@@ -110,7 +90,7 @@ def load_checkpoint_file(path, map_location='cpu'):
     else:
         ckpt = load_from_local(path, map_location)
     if not isinstance(ckpt, dict):
-        raise TypeError(f'{path} holds a {type(ckpt).__name__}, expected a checkpoint dict')
+        raise TypeError(f'{path} holds a {type(ckpt).__name__}, not a checkpoint dict')
     return ckpt
 
 
@@ -118,39 +98,36 @@ def import_mmrazor_models():
     """Import and return ``mmrazor.models`` (1.0.0) on torch >= 2.
 
     Works around open-mmlab/mmrazor#632 / #652: for torch >= 1.13 its quantization
-    ``backend_config`` tables import fusers that torch 2 removed ("torch>=1.13 is not installed
-    properly"). Only while ``mmrazor.models`` is imported, ``mmrazor.digit_version`` reports torch
-    as 1.12 so those tables are skipped; afterwards the real function is restored everywhere it was
-    bound. Delete once an mmrazor release restricts the tables to torch 1.13.x (done on main).
-
-    Raises:
-        ImportError: mmrazor, joblib or mmcv is missing.
+    ``backend_config`` tables import fusers torch 2 removed ("torch>=1.13 is not installed
+    properly"). While ``mmrazor.models`` imports, ``mmrazor.digit_version`` reports torch as 1.12 so
+    those tables are skipped; then the real function is restored wherever it was bound. Raises
+    ImportError if mmrazor, joblib or mmcv is missing. Delete once an mmrazor release limits the
+    tables to torch 1.13.x (done on main).
     """
     global _MMRAZOR_MODELS
     if _MMRAZOR_MODELS is not None:
         return _MMRAZOR_MODELS
     try:
-        import joblib  # noqa: F401  (needed by mmrazor.models, not declared by mmrazor)
+        import joblib  # noqa: F401  (used by mmrazor.models, not declared by mmrazor)
         import mmrazor  # asserts mmcv <= 2.1.0, so mmcv must be importable
     except ImportError as err:
-        raise ImportError(f'mmrazor KD components need mmrazor 1.0.0, joblib and mmcv 2.1.0 ({err}): '
-                          'run `pip install mmrazor==1.0.0 joblib` (mmcv: `bash tools/setup_env.sh`)'
+        raise ImportError(f'mmrazor KD parts need mmrazor 1.0.0, joblib and mmcv 2.1.0 ({err}): '
+                          'pip install mmrazor==1.0.0 joblib (mmcv: bash tools/setup_env.sh)'
                           ) from err
     real = mmrazor.digit_version
     if 'mmrazor.models' in sys.modules or real(torch.__version__) < real('2.0.0'):
-        _MMRAZOR_MODELS = importlib.import_module('mmrazor.models')
+        _MMRAZOR_MODELS = importlib.import_module('mmrazor.models')  # nothing to work around
         return _MMRAZOR_MODELS
 
-    def torch_as_1_12(version, *args, **kwargs):
+    def fake(version, *args, **kwargs):  # reports torch as 1.12
         return real('1.12.0' if version == torch.__version__ else version, *args, **kwargs)
 
-    mmrazor.digit_version = torch_as_1_12
+    mmrazor.digit_version = fake
     try:
         _MMRAZOR_MODELS = importlib.import_module('mmrazor.models')
     finally:
-        mmrazor.digit_version = real
         for name, module in list(sys.modules.items()):
-            if name.startswith('mmrazor.') and getattr(module, 'digit_version', None) is torch_as_1_12:
+            if name.split('.')[0] == 'mmrazor' and getattr(module, 'digit_version', 0) is fake:
                 module.digit_version = real
     return _MMRAZOR_MODELS
 
@@ -164,13 +141,12 @@ def _init_dist_pytorch_cpu(backend, init_backend='torch', **kwargs):
 
 
 def patch_mmengine_cpu_distributed():
-    """Let mmengine's ``pytorch`` launcher (torchrun) initialise on machines without CUDA.
+    """Let mmengine's ``pytorch`` launcher (torchrun) initialise without CUDA.
 
-    mmengine 0.10.7 ``dist.utils._init_dist_pytorch`` always calls ``torch.cuda.set_device``,
-    which raises on CPU torch. Without CUDA (and no MLU/NPU/MUSA) the patched function skips it and
-    initialises the process group with gloo (a requested ``nccl`` becomes ``gloo``); otherwise it
-    calls the original. torch itself is not patched. Still needed by mmengine main as of 2025-10;
-    delete once mmengine skips ``set_device`` without CUDA. Pair with :func:`cpu_distributed_cfg`.
+    mmengine 0.10.7 ``dist.utils._init_dist_pytorch`` always calls ``torch.cuda.set_device``, which
+    raises on CPU torch. Without CUDA/MLU/NPU/MUSA the replacement skips it and uses gloo (``nccl``
+    becomes ``gloo``); otherwise it calls the original. torch is not patched. Delete once an
+    mmengine release skips ``set_device`` without CUDA. Pair with :func:`cpu_distributed_cfg`.
     """
     from mmengine.dist import utils as dist_utils
     if getattr(dist_utils._init_dist_pytorch, 'wrapped', None) is None:
@@ -179,52 +155,45 @@ def patch_mmengine_cpu_distributed():
 
 
 def cpu_distributed_cfg(cfg, launcher=None):
-    """Adapt a config for multi-process CPU training (gloo, DDP without ``device_ids``).
+    """Adapt a config (``Config`` or dict, changed in place and returned) to multi-process CPU.
 
-    The Runner passes ``device_ids=[LOCAL_RANK]`` to DDP, which rejects CPU modules. When CUDA is
-    unavailable and a launcher is used, sets ``env_cfg.dist_cfg.backend='gloo'`` (``mpi`` kept) and
-    ``model_wrapper_cfg`` (existing type/options kept) with ``device_ids=None``.
-
-    Args:
-        cfg (mmengine.Config | dict): modified in place.
-        launcher (str, optional): defaults to ``cfg.get('launcher', 'none')``.
-
-    Returns:
-        The same ``cfg``.
+    The Runner gives DDP ``device_ids=[LOCAL_RANK]``, which CPU modules reject. When CUDA is absent
+    and ``launcher`` (default ``cfg.launcher``) is not ``'none'``: ``env_cfg.dist_cfg.backend`` =
+    ``'gloo'`` (``mpi`` kept) and ``model_wrapper_cfg`` (type/options kept) ``device_ids=None``.
     """
     launcher = cfg.get('launcher', 'none') if launcher is None else launcher
     if launcher == 'none' or torch.cuda.is_available():
         return cfg
     env_cfg = dict(cfg.get('env_cfg') or {})
-    dist_cfg = dict(env_cfg.get('dist_cfg') or {})
+    dist_cfg = env_cfg['dist_cfg'] = dict(env_cfg.get('dist_cfg') or {})
     if dist_cfg.get('backend') not in ('gloo', 'mpi'):
         dist_cfg['backend'] = 'gloo'
-    env_cfg['dist_cfg'] = dist_cfg
     cfg['env_cfg'] = env_cfg
     wrapper = dict(cfg.get('model_wrapper_cfg') or dict(
         type='MMDistributedDataParallel', broadcast_buffers=False,
         find_unused_parameters=cfg.get('find_unused_parameters', False)))
-    wrapper['device_ids'] = None
-    cfg['model_wrapper_cfg'] = wrapper
+    cfg['model_wrapper_cfg'] = dict(wrapper, device_ids=None)
     return cfg
 
 
 def check_environment():
-    """Cheap sanity check of the runtime stack; raises ``RuntimeError`` listing every problem."""
+    """Cheap stack check; raises ``RuntimeError`` listing every problem. mmengine 0.10.7 needs
+    ``pkg_resources`` (gone in setuptools 82; drop that check once a release has mmengine PR#1676),
+    mmdet needs mmcv's compiled ops, and a torchvision that fails to import breaks mmdet."""
     problems = []
-    if importlib.util.find_spec('pkg_resources') is None:  # mmengine 0.10.7 needs it (PR#1676)
-        problems.append('pkg_resources is missing (setuptools >= 82 removed it; mmengine 0.10.7 '
-                        'uses it): pip install "setuptools<82"')
+    if importlib.util.find_spec('pkg_resources') is None:
+        problems.append('pkg_resources is missing (mmengine 0.10.7 needs it): '
+                        'pip install "setuptools<82"')
     try:
-        importlib.import_module('mmcv._ext')  # the compiled ops that mmcv.ops / mmdet.models need
+        importlib.import_module('mmcv._ext')  # the compiled ops behind mmcv.ops / mmdet.models
     except Exception as err:  # noqa: BLE001 - ImportError, or an ABI error from the .so
-        problems.append(f'mmcv with compiled ops is not importable ({err}): bash tools/setup_env.sh')
+        problems.append(f'mmcv with compiled ops does not import ({err}): bash tools/setup_env.sh')
     if importlib.util.find_spec('torchvision') is not None:
         try:
             importlib.import_module('torchvision')
         except Exception as err:  # noqa: BLE001
-            problems.append(f'torchvision is installed but its import fails ({err!r}); it is not '
-                            'needed: pip uninstall torchvision')
+            problems.append(f'torchvision import fails ({err!r}); it is not needed: '
+                            'pip uninstall torchvision')
     if problems:
         raise RuntimeError('mmkd_det environment problems:\n  - ' + '\n  - '.join(problems))
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
+import zipfile
 
 import pytest
 import torch
@@ -97,7 +98,7 @@ def run_py(code, timeout=120):
                           text=True, cwd=ROOT, env=env, timeout=timeout)
 
 
-# ---------------------------------------------------------------- checkpoint loading (mmengine#1655)
+# --------------------------------------------------------------- checkpoint loading (mmengine#1655)
 @pytest.mark.skipif(not TORCH_GE_26, reason='torch < 2.6 still defaults to weights_only=False')
 def test_runner_checkpoint_breaks_plain_torch_load(runner_ckpt):
     import mmengine.runner.checkpoint as ckpt_mod
@@ -122,6 +123,20 @@ def test_patched_loader_uses_weights_only_allow_list(runner_ckpt, monkeypatch):
     assert set(compat.load_checkpoint_file(runner_ckpt)) >= {'state_dict', 'optimizer', 'meta'}
     with pytest.raises(pickle.UnpicklingError):  # the getattr stand-in stays narrow
         compat._history_buffer_getattr(HistoryBuffer, '__init__')
+
+
+def test_checkpoint_written_with_numpy_1_names(runner_ckpt, tmp_path, monkeypatch):
+    """numpy 1.x pickles ``numpy.core.multiarray.*``; numpy 2 ``numpy._core.multiarray.*``."""
+    path = tmp_path / 'numpy1.pth'
+    with zipfile.ZipFile(runner_ckpt) as src, zipfile.ZipFile(path, 'w') as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith('data.pkl'):
+                data = data.replace(b'numpy._core.multiarray', b'numpy.core.multiarray')
+            dst.writestr(info, data)
+    logs = []
+    monkeypatch.setattr(compat, 'print_log', lambda *a, **k: logs.append(a[0]))
+    assert compat.load_checkpoint_file(path)['meta']['iter'] == 2 and logs == []
 
 
 def test_runner_resume_and_load_from(runner_ckpt, tmp_path):
@@ -182,7 +197,6 @@ def test_init_dist_pytorch_without_cuda(tmp_path):
         import os; os.environ.update({env!r})
         import torch.distributed as td
         from mmengine.dist import init_dist
-        from mmengine import Config
         from mmengine.runner import Runner
         try:
             init_dist('pytorch', backend='gloo')
@@ -202,13 +216,14 @@ def test_init_dist_pytorch_without_cuda(tmp_path):
             print('DEFAULT_WRAPPER', err)
         cfg = compat.cpu_distributed_cfg(runner_cfg({str(tmp_path / 'b')!r}, max_iters=1,
                                                     launcher='pytorch'))
-        runner = Runner.from_cfg(Config(cfg))
+        wrapper = cfg.pop('model_wrapper_cfg')  # Runner reads it from its ``cfg`` argument
+        runner = Runner(**cfg, cfg=dict(model_wrapper_cfg=wrapper))
         runner.train()
         print('TRAINED', runner.iter, type(runner.model).__name__)
         td.destroy_process_group()
     """)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert 'UNPATCHED AttributeError' in proc.stdout or 'UNPATCHED' in proc.stdout
+    assert 'UNPATCHED AttributeError' in proc.stdout  # torch.cuda.set_device on CPU torch
     assert 'BACKEND gloo' in proc.stdout
     assert 'DEFAULT_WRAPPER' in proc.stdout
     assert 'TRAINED 1 MMDistributedDataParallel' in proc.stdout
@@ -242,16 +257,15 @@ needs_mmrazor = pytest.mark.skipif(
 
 @needs_mmrazor
 @pytest.mark.skipif(torch.__version__ < '2', reason='the breakage only exists on torch >= 2')
-def test_plain_mmrazor_models_import_fails():
-    proc = run_py('import mmrazor.models')
-    assert proc.returncode != 0
-    assert 'torch>=1.13' in proc.stderr or 'ImportError' in proc.stderr, proc.stderr[-2000:]
-
-
-@needs_mmrazor
 def test_import_mmrazor_models_confined():
+    # One interpreter (imports are slow): a plain import fails, then the confined fix recovers.
     proc = run_py("""
         import sys, torch
+        try:
+            import mmrazor.models
+            raise SystemExit('plain import mmrazor.models unexpectedly worked')
+        except ImportError as err:
+            print('PLAIN', err)
         import mmrazor
         from mmengine.utils import digit_version
         from mmkd_det import compat
@@ -267,7 +281,8 @@ def test_import_mmrazor_models_confined():
             assert torch.isfinite(loss).all(), loss
         print('OK')
     """)
-    assert proc.returncode == 0 and 'OK' in proc.stdout, proc.stderr[-4000:]
+    assert proc.returncode == 0 and 'OK' in proc.stdout, proc.stdout + proc.stderr[-4000:]
+    assert 'PLAIN `torch>=1.13` is not installed properly' in proc.stdout, proc.stdout
 
 
 def test_import_mmrazor_models_names_the_fix(monkeypatch):

@@ -27,7 +27,8 @@ and in Pascal VOC format (``VOC2007/``); both describe the same JPEG files. Each
 is the tight box of the *visible* pixels of the drawn shape (as in COCO and VOC),
 clipped to the image. The generation is deterministic: image ``i`` of a split is
 rendered from its own random generator seeded with ``(seed, split, i)``, so the
-same seed gives byte-identical images and annotation files.
+same seed gives byte-identical images and annotation files (for given numpy,
+OpenCV and libjpeg builds).
 
 This module depends only on numpy and OpenCV (no mmdet/mmcv), so it can be used
 before the OpenMMLab stack is importable.
@@ -235,9 +236,14 @@ def _rasterize(geo: _Geometry, sx: float, sy: float, theta: float, cx: float,
         the shape's bounding-box area inside the image; None if the region is
         empty.
     """
-    rot = np.array([[math.cos(theta), -math.sin(theta)],
-                    [math.sin(theta), math.cos(theta)]])
-    polys = {k: [(p * (sx, sy)) @ rot.T + (cx, cy) for p in getattr(geo, k)]
+    cos, sin = math.cos(theta), math.sin(theta)
+
+    def transform(p: np.ndarray) -> np.ndarray:
+        # element-wise (no BLAS) so that the result does not depend on the CPU
+        x, y = p[:, 0] * sx, p[:, 1] * sy
+        return np.stack([x * cos - y * sin + cx, x * sin + y * cos + cy], axis=1)
+
+    polys = {k: [transform(p) for p in getattr(geo, k)]
              for k in ('fill', 'holes', 'stroke')}
     pts = np.concatenate(polys['fill'] + polys['stroke'])
     pad = stroke + 1
@@ -426,10 +432,22 @@ def render_synthetic_image(rng: np.random.Generator,
 
     if rng.random() < .5:
         img = cv2.GaussianBlur(img, (3, 3), float(rng.uniform(.3, .9)))
-    noise = rng.standard_normal((size, size, 3), dtype=np.float32)
-    img += noise * np.float32(rng.uniform(3., 10.))
+    img += _unit_noise(rng, (size, size, 3)) * np.float32(rng.uniform(3., 10.))
     np.clip(img, 0., 255., out=img)
     return img.astype(np.uint8), [p.obj for p in placed]
+
+
+def _unit_noise(rng: np.random.Generator, shape: Tuple[int, ...]) -> np.ndarray:
+    """Zero-mean, unit-variance triangular noise (sum of two uniform bytes).
+
+    About 5x faster than ``Generator.standard_normal`` and visually equivalent.
+    """
+    raw = np.frombuffer(rng.bytes(2 * int(np.prod(shape))), np.uint8).reshape(2, *shape)
+    noise = raw[0].astype(np.float32)
+    noise += raw[1]
+    noise -= 255.
+    noise *= np.float32(1. / (255. * math.sqrt(1. / 6.)))
+    return noise
 
 
 def _box_ok(mask: np.ndarray, min_box_size: int) -> bool:

@@ -7,6 +7,7 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
+from mmengine.registry import DefaultScope, init_default_scope
 from torch import nn
 
 from mmkd_det.registry import MODELS
@@ -95,6 +96,9 @@ class Distiller(BaseModel):
                  probe_size: int = 256,
                  data_preprocessor=None,
                  init_cfg=None):
+        if DefaultScope.get_current_instance() is None:
+            # nested mmdet/mmengine builds (data preprocessors) need a scope
+            init_default_scope('mmkd_det')
         student_cfg = load_model_cfg(student, 'student')
         teacher_cfg = load_model_cfg(teacher, 'teacher')
         student_model = MODELS.build(student_cfg)

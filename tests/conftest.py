@@ -1,0 +1,99 @@
+"""Shared fixtures: tiny real mmdet detectors built from mmdet's own configs."""
+import copy
+import os.path as osp
+import sys
+
+import pytest
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import mmkd_det  # noqa: E402,F401
+from mmengine.registry import init_default_scope  # noqa: E402
+
+init_default_scope('mmkd_det')
+
+_MMDET_MODELS = {
+    'retina': 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+    'gfl': 'mmdet::gfl/gfl_r50_fpn_1x_coco.py',
+    'fcos': 'mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py',
+    'faster': 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
+    'atss': 'mmdet::atss/atss_r50_fpn_1x_coco.py',
+}
+_CACHE = {}
+
+
+def tiny_model_cfg(kind: str, width: int = 8, num_classes: int = 3) -> dict:
+    """mmdet's config for ``kind`` shrunk to a ResNet-18 of ``width`` base
+    channels and a ``2 * width`` FPN/head, random init (no downloads)."""
+    from mmengine.hub import get_config
+    if kind not in _CACHE:
+        _CACHE[kind] = get_config(_MMDET_MODELS[kind]).model.to_dict()
+    cfg = copy.deepcopy(_CACHE[kind])
+    fpn = 2 * width
+    stem = [width, 2 * width, 4 * width, 8 * width]
+    cfg['backbone'].update(depth=18, base_channels=width, init_cfg=None, frozen_stages=-1,
+                           norm_eval=False, norm_cfg=dict(type='BN', requires_grad=True))
+    start = cfg['neck'].get('start_level', 0)
+    cfg['neck'].update(in_channels=stem, out_channels=fpn)
+    if kind == 'faster':
+        cfg['rpn_head'].update(in_channels=fpn, feat_channels=fpn)
+        roi = cfg['roi_head']
+        roi['bbox_roi_extractor']['out_channels'] = fpn
+        roi['bbox_head'].update(in_channels=fpn, fc_out_channels=32, num_classes=num_classes)
+    else:
+        head = cfg['bbox_head']
+        head.update(num_classes=num_classes, in_channels=fpn, feat_channels=fpn, stacked_convs=1)
+        if kind in ('gfl', 'fcos', 'atss'):  # GN(32) heads: fewer groups for tiny widths
+            head['norm_cfg'] = dict(type='GN', num_groups=4, requires_grad=True)
+    if kind == 'fcos':  # the caffe-style config; use pytorch style tiny backbone
+        cfg['backbone']['style'] = 'pytorch'
+    assert start in (0, 1)
+    from mmengine.config import ConfigDict
+    return ConfigDict(cfg)  # mmdet reads train_cfg/test_cfg by attribute
+
+
+@pytest.fixture
+def tiny_cfg():
+    return tiny_model_cfg
+
+
+def save_weights(model_cfg: dict, path: str, seed: int = 0) -> str:
+    """Build ``model_cfg`` with a fixed seed and save a published-style ckpt."""
+    from mmkd_det.registry import MODELS
+    torch.manual_seed(seed)
+    model = MODELS.build(copy.deepcopy(model_cfg))
+    model.init_weights()
+    torch.save(dict(meta=dict(), state_dict=model.state_dict()), path)
+    return path
+
+
+@pytest.fixture
+def weights(tmp_path):
+    def _make(model_cfg, name='teacher.pth', seed=0):
+        return save_weights(model_cfg, str(tmp_path / name), seed)
+    return _make
+
+
+def frs_distiller_cfg(kind='retina', teacher_ckpt=None, t_width=16, s_width=8,
+                      num_classes=3, **overrides) -> dict:
+    head = 'rpn_head' if kind == 'faster' else 'bbox_head'
+    cfg = dict(
+        type='Distiller',
+        student=tiny_model_cfg(kind, s_width, num_classes),
+        teacher=tiny_model_cfg(kind, t_width, num_classes),
+        teacher_ckpt=teacher_ckpt,
+        recorders=dict(fpn=dict(source='neck'), cls=dict(source=head, index=0)),
+        distill_losses=dict(
+            loss_frs_fpn=dict(type='FRSFeatureLoss', loss_weight=0.005),
+            loss_frs_cls=dict(type='FRSHeadLoss', loss_weight=0.02)),
+        probe_size=128)
+    cfg.update(overrides)
+    return cfg
+
+
+@pytest.fixture
+def frs_cfg():
+    return frs_distiller_cfg

@@ -1,0 +1,238 @@
+"""Distiller core: teacher handling, recorders, losses wiring, errors, export."""
+import copy
+
+import pytest
+import torch
+from mmdet.testing import demo_mm_inputs
+from mmengine.logging import MessageHub
+from mmengine.optim import OptimWrapper
+
+from mmkd_det.apis import student_checkpoint
+from mmkd_det.registry import MODELS
+from tests.conftest import frs_distiller_cfg, tiny_model_cfg
+
+
+def batch(num_items=(3, 0), size=64, seed=0):
+    torch.manual_seed(seed)
+    return demo_mm_inputs(batch_size=len(num_items), image_shapes=[(3, size, size)] *
+                          len(num_items), num_items=list(num_items), num_classes=3)
+
+
+@pytest.fixture
+def retina(weights):
+    ckpt = weights(tiny_model_cfg('retina', 16))
+    return MODELS.build(frs_distiller_cfg('retina', ckpt)), ckpt
+
+
+def test_teacher_is_loaded_frozen_and_outside_the_module_tree(retina):
+    distiller, ckpt = retina
+    saved = torch.load(ckpt)['state_dict']
+    for k, v in distiller.teacher.state_dict().items():
+        assert torch.equal(v, saved[k]), k
+    assert all(not p.requires_grad for p in distiller.teacher.parameters())
+    assert not distiller.teacher.training
+    keys = distiller.state_dict().keys()
+    assert not any(k.startswith('teacher') for k in keys)
+    assert any(k.startswith('student.') for k in keys)
+    assert any(k.startswith('distill_losses.loss_frs_fpn.adapters') for k in keys)
+    own = {id(p) for p in distiller.parameters()}
+    assert not any(id(p) in own for p in distiller.teacher.parameters())
+    distiller.train()
+    assert not distiller.teacher.training
+
+
+def test_training_steps_change_student_not_teacher(retina):
+    distiller, _ = retina
+    teacher_before = copy.deepcopy(distiller.teacher.state_dict())
+    student_before = copy.deepcopy(distiller.student.state_dict())
+    distiller.init_weights()  # the runner calls this: must not touch the teacher
+    for k, v in distiller.teacher.state_dict().items():
+        assert torch.equal(v, teacher_before[k]), f'teacher re-initialised: {k}'
+    optim = OptimWrapper(torch.optim.SGD(distiller.parameters(), lr=0.01, momentum=0.9))
+    distiller.train()
+    for i in range(2):
+        MessageHub.get_current_instance().update_info('iter', i)
+        log = distiller.train_step(batch(seed=i), optim)
+        assert 'distill.loss_frs_fpn' in log and 'distill.loss_frs_cls' in log
+        assert 'loss_cls' in log
+    for k, v in distiller.teacher.state_dict().items():
+        assert torch.equal(v, teacher_before[k]), f'teacher changed: {k}'
+    changed = [k for k, v in distiller.student.state_dict().items()
+               if v.dtype.is_floating_point and not torch.equal(v, student_before[k])]
+    assert changed
+
+
+def test_losses_equal_direct_computation(retina):
+    """The Distiller feeds the FRS losses exactly the neck/head tensors of both models."""
+    distiller, _ = retina
+    distiller.eval()  # fixed BN so the direct recomputation is identical
+    data = distiller.data_preprocessor(batch(), True)
+    MessageHub.get_current_instance().update_info('iter', 10 ** 6)
+    losses = distiller(**data, mode='loss')
+    x = data['inputs']
+    with torch.no_grad():
+        s_feats = distiller.student.extract_feat(x)
+        s_cls = distiller.student.bbox_head(s_feats)[0]
+        t_feats = distiller.teacher.extract_feat(x)
+        t_cls = distiller.teacher.bbox_head(t_feats)[0]
+        fpn = distiller.distill_losses['loss_frs_fpn'](s_feats, t_feats, t_cls)
+        cls = distiller.distill_losses['loss_frs_cls'](s_cls, t_cls)
+    assert losses['distill.loss_frs_fpn'].item() == pytest.approx(fpn.item(), rel=1e-5)
+    assert losses['distill.loss_frs_cls'].item() == pytest.approx(cls.item(), rel=1e-5)
+
+
+def test_warmup_and_stop_epoch(weights):
+    ckpt = weights(tiny_model_cfg('retina', 16))
+    d = MODELS.build(frs_distiller_cfg('retina', ckpt, warmup_iters=10, stop_epoch=2))
+    hub = MessageHub.get_current_instance()
+    hub.update_info('epoch', 0)
+    hub.update_info('iter', 4)
+    assert d.distill_scale() == pytest.approx(0.5)
+    hub.update_info('iter', 50)
+    assert d.distill_scale() == 1.0
+    hub.update_info('epoch', 2)
+    losses = d(**d.data_preprocessor(batch(), True), mode='loss')
+    assert 'distill.loss_frs_fpn' not in losses
+    assert losses['distill.loss_stopped'].item() == 0.0
+    losses['distill.loss_stopped'].backward()  # every adapter gets a (zero) gradient
+    assert all(p.grad is not None for p in d.distill_losses.parameters())
+    hub.update_info('epoch', 0)
+
+
+@pytest.mark.parametrize('kind', ['gfl', 'fcos', 'faster', 'atss'])
+def test_other_detectors_build_and_compute(kind, weights):
+    ckpt = weights(tiny_model_cfg(kind, 16))
+    d = MODELS.build(frs_distiller_cfg(kind, ckpt))
+    assert d.teacher_heads == (['rpn_head'] if kind == 'faster' else ['bbox_head'])
+    MessageHub.get_current_instance().update_info('iter', 0)
+    losses = d(**d.data_preprocessor(batch(), True), mode='loss')
+    assert losses['distill.loss_frs_fpn'].item() > 0
+    assert losses['distill.loss_frs_cls'].item() > 0
+    total = sum(v for k, v in losses.items() if 'loss' in k and isinstance(v, torch.Tensor))
+    total.backward()
+
+
+def test_image_without_gt_boxes_trains(retina):
+    distiller, _ = retina
+    optim = OptimWrapper(torch.optim.SGD(distiller.parameters(), lr=0.01))
+    log = distiller.train_step(batch(num_items=(0, 0)), optim)
+    assert all(torch.isfinite(v) for v in log.values())
+
+
+def test_teacher_only_runs_what_losses_need(weights):
+    ckpt = weights(tiny_model_cfg('retina', 16))
+    cfg = frs_distiller_cfg('retina', ckpt)
+    cfg['recorders'] = dict(fpn=dict(source='neck'))
+    cfg['distill_losses'] = dict(loss_fit=dict(
+        type='FRSFeatureLoss', inputs=dict(t_logits='teacher.fpn')))  # any tensor list
+    d = MODELS.build(cfg)
+    assert d.teacher_heads == []
+    calls = []
+    d.teacher.bbox_head.register_forward_hook(lambda *a: calls.append(1))
+    d.teacher.register_forward_hook(lambda *a: calls.append('full'))
+    d(**d.data_preprocessor(batch(), True), mode='loss')
+    assert calls == []  # neither the head nor the teacher's own forward/loss ran
+
+
+def test_predict_and_export_match_plain_mmdet(retina, tmp_path):
+    distiller, _ = retina
+    distiller.eval()
+    data = batch(num_items=(2, 1))
+    with torch.no_grad():
+        ours = distiller.val_step(data)
+    ckpt = dict(meta=dict(epoch=1), state_dict=distiller.state_dict())
+    exported = student_checkpoint(ckpt)
+    assert not any(k.startswith(('teacher', 'distill', 'student.')) for k in exported['state_dict'])
+    plain = MODELS.build(tiny_model_cfg('retina', 8))
+    plain.load_state_dict(exported['state_dict'], strict=True)
+    plain.eval()
+    with torch.no_grad():
+        theirs = plain.val_step(data)
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a.pred_instances.bboxes, b.pred_instances.bboxes)
+        assert torch.equal(a.pred_instances.scores, b.pred_instances.scores)
+
+
+def test_teacher_with_other_preprocessing_gets_its_own_inputs(weights):
+    t_cfg = tiny_model_cfg('retina', 16)
+    t_cfg['data_preprocessor'].update(bgr_to_rgb=False, mean=[100., 100., 100.])
+    ckpt = weights(t_cfg)
+    cfg = frs_distiller_cfg('retina', ckpt)
+    cfg['teacher'] = t_cfg
+    d = MODELS.build(cfg)
+    data = d.data_preprocessor(batch(), True)
+    assert 'teacher_inputs' in data
+    assert not torch.equal(data['teacher_inputs'], data['inputs'])
+    same = MODELS.build(frs_distiller_cfg('retina', weights(tiny_model_cfg('retina', 16), 'b.pth')))
+    assert 'teacher_inputs' not in same.data_preprocessor(batch(), True)
+
+
+# ----------------------------------------------------------------- bad inputs
+def test_missing_teacher_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match='Train the teacher first'):
+        MODELS.build(frs_distiller_cfg('retina', str(tmp_path / 'nope.pth')))
+    with pytest.raises(ValueError, match='needs teacher_ckpt'):
+        MODELS.build(frs_distiller_cfg('retina', None))
+
+
+def test_mismatched_teacher_checkpoint(weights):
+    ckpt = weights(tiny_model_cfg('retina', 16, num_classes=5))
+    with pytest.raises(RuntimeError, match='does not match the teacher config'):
+        MODELS.build(frs_distiller_cfg('retina', ckpt))
+    partial = weights(tiny_model_cfg('retina', 16), 'partial.pth')
+    sd = torch.load(partial)
+    sd['state_dict'] = {k: v for k, v in sd['state_dict'].items() if 'neck' not in k}
+    torch.save(sd, partial)
+    with pytest.raises(RuntimeError, match='missing keys'):
+        MODELS.build(frs_distiller_cfg('retina', partial))
+    MODELS.build(frs_distiller_cfg('retina', partial, teacher_strict=False))
+
+
+def test_teacher_student_num_classes_mismatch(weights):
+    ckpt = weights(tiny_model_cfg('retina', 16, num_classes=5))
+    cfg = frs_distiller_cfg('retina', ckpt)
+    cfg['teacher'] = tiny_model_cfg('retina', 16, num_classes=5)
+    with pytest.raises(ValueError, match='num_classes'):
+        MODELS.build(cfg)
+
+
+def test_unknown_recorded_module_suggests_names(weights):
+    cfg = frs_distiller_cfg('retina', weights(tiny_model_cfg('retina', 16)))
+    cfg['recorders']['cls'] = dict(source='bbox_head.retina_clss')
+    with pytest.raises(KeyError, match="retina_cls"):
+        MODELS.build(cfg)
+
+
+def test_channel_mismatch_without_adapter(weights):
+    cfg = frs_distiller_cfg('retina', weights(tiny_model_cfg('retina', 16)))
+    cfg['distill_losses']['loss_frs_fpn']['adapter'] = None
+    with pytest.raises(ValueError, match='channel mismatch without adapter'):
+        MODELS.build(cfg)
+
+
+def test_bad_loss_config_keys(weights):
+    ckpt = weights(tiny_model_cfg('retina', 16))
+    cfg = frs_distiller_cfg('retina', ckpt)
+    cfg['distill_losses'] = dict(frs_fpn=dict(type='FRSFeatureLoss'))
+    with pytest.raises(KeyError, match='must contain "loss"'):
+        MODELS.build(cfg)
+    cfg = frs_distiller_cfg('retina', ckpt)
+    cfg['distill_losses']['loss_frs_fpn']['inputs'] = dict(s_feats='student.nothing')
+    with pytest.raises(KeyError, match='Add the record'):
+        MODELS.build(cfg)
+    cfg = frs_distiller_cfg('retina', ckpt)
+    cfg['distill_losses']['loss_frs_fpn']['inputs'] = dict(s_feat='student.fpn')
+    with pytest.raises(KeyError, match='does not take'):
+        MODELS.build(cfg)
+
+
+def test_nan_distillation_loss_is_an_error(weights, tmp_path):
+    t_cfg = tiny_model_cfg('retina', 16)
+    ckpt = weights(t_cfg)
+    sd = torch.load(ckpt)
+    key = next(k for k in sd['state_dict'] if k.startswith('neck.fpn_convs.0') and 'weight' in k)
+    sd['state_dict'][key] = torch.full_like(sd['state_dict'][key], float('nan'))
+    torch.save(sd, ckpt)
+    d = MODELS.build(frs_distiller_cfg('retina', ckpt))
+    with pytest.raises(FloatingPointError, match='loss_frs_fpn'):
+        d(**d.data_preprocessor(batch(), True), mode='loss')

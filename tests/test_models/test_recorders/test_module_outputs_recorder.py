@@ -1,0 +1,83 @@
+import pytest
+import torch
+from torch import nn
+
+from mmkd_det.models.recorders import (ModuleOutputsRecorder, RecordError,
+                                       disable_inplace, find_module)
+
+
+class Toy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.neck = nn.Conv2d(2, 2, 1)
+        self.shared = nn.Conv2d(2, 3, 1)  # a head conv shared across levels
+        self.act = nn.ReLU(inplace=True)
+        self.pair = nn.Identity()
+
+    def forward(self, x):
+        levels = [self.neck(x), self.neck(x[..., ::2, ::2])]
+        outs = [self.act(self.shared(f)) for f in levels]
+        return self.pair((outs, levels))
+
+
+def test_records_per_call_index_and_reset():
+    model = Toy()
+    rec = ModuleOutputsRecorder(model, dict(cls=dict(source='shared'),
+                                            pair=dict(source='pair', index=1)))
+    x = torch.randn(1, 2, 4, 4)
+    with rec:
+        model(x)
+    cls = rec.get('cls')
+    assert [t.shape[-1] for t in cls] == [4, 2]           # one record per call
+    pair = rec.get('pair')
+    assert len(pair) == 2 and torch.equal(pair[0], model.neck(x))
+    with rec:          # a new context clears the previous iteration's records
+        assert rec.num_calls('cls') == 0
+    model(x)           # outside the context nothing is recorded
+    assert rec.num_calls('cls') == 0
+
+
+def test_nothing_captured_is_an_error_not_a_zero_loss():
+    model = Toy()
+    rec = ModuleOutputsRecorder(model, dict(cls=dict(source='shared')))
+    with rec:
+        pass
+    with pytest.raises(RecordError, match='captured nothing'):
+        rec.get('cls')
+
+
+def test_unknown_module_names_close_matches():
+    with pytest.raises(KeyError, match="'shared'"):
+        find_module(Toy(), 'sharred')
+    with pytest.raises(KeyError, match='unknown keys'):
+        ModuleOutputsRecorder(Toy(), dict(a=dict(source='neck', idx=0)))
+
+
+def test_wrapper_prefixes_are_accepted():
+    model = Toy()
+    assert find_module(model, 'module.neck') is model.neck
+    assert find_module(model, 'student.shared') is model.shared
+
+
+def test_remove_hooks():
+    model = Toy()
+    rec = ModuleOutputsRecorder(model, dict(cls=dict(source='shared')))
+    assert len(model.shared._forward_hooks) == 1
+    rec.remove()
+    assert len(model.shared._forward_hooks) == 0
+
+
+def test_inplace_activation_cannot_corrupt_records():
+    torch.manual_seed(0)
+    x = torch.randn(1, 2, 4, 4)
+    model = Toy()
+    rec = ModuleOutputsRecorder(model, dict(cls=dict(source='shared')))
+    expected = model.shared(model.neck(x))
+    with rec:
+        model(x)
+    assert (rec.get('cls')[0] >= 0).all()          # the inplace ReLU overwrote it
+    assert disable_inplace(model) == 1
+    with rec:
+        model(x)
+    assert torch.allclose(rec.get('cls')[0], expected)
+    assert (rec.get('cls')[0] < 0).any()

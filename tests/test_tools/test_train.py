@@ -1,0 +1,134 @@
+"""Runner-level training: 4 detectors, teacher eval, resume, export, 2-process gloo."""
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+
+from mmkd_det.apis import export_student
+from mmkd_det.datasets.synthetic import generate_synthetic_dataset
+from tests.conftest import frs_distiller_cfg, save_weights, tiny_model_cfg
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('synthetic'))
+    generate_synthetic_dataset(root, num_train=8, num_val=4, img_size=64, seed=0,
+                               formats=('coco',))
+    return root
+
+
+def runner_cfg(model, data_root, work_dir, max_iters=2, ckpt_interval=2):
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/_base_/datasets/synthetic_coco.py'))
+    for loader in (cfg.train_dataloader, cfg.val_dataloader):
+        loader.dataset.data_root = data_root + '/'
+        loader.batch_size = 2
+        loader.num_workers = 0
+        for t in loader.dataset.pipeline:
+            if t.type == 'Resize':
+                t.scale = (64, 64)
+    cfg.val_evaluator.ann_file = osp.join(data_root, 'annotations/instances_val.json')
+    cfg.test_dataloader, cfg.test_evaluator = cfg.val_dataloader, cfg.val_evaluator
+    cfg.merge_from_dict(dict(
+        default_scope='mmkd_det', model=model, work_dir=work_dir,
+        train_cfg=dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters),
+        val_cfg=dict(type='ValLoop'), test_cfg=dict(type='TestLoop'),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.005, momentum=0.9)),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=ckpt_interval, by_epoch=False),
+            logger=dict(type='LoggerHook', interval=1)),
+        custom_hooks=[dict(type='TeacherEvalHook')],
+        log_processor=dict(by_epoch=False), randomness=dict(seed=0),
+        env_cfg=dict(dist_cfg=dict(backend='gloo'))))
+    return cfg
+
+
+class CountIters(Hook):
+    def __init__(self):
+        self.iters = []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        self.iters.append(runner.iter)
+
+
+@pytest.mark.parametrize('kind', ['retina', 'gfl', 'fcos', 'faster'])
+def test_distiller_trains_and_evaluates(kind, data_root, tmp_path):
+    ckpt = save_weights(tiny_model_cfg(kind, 16, num_classes=6), str(tmp_path / 't.pth'))
+    model = frs_distiller_cfg(kind, ckpt, num_classes=6)
+    runner = Runner.from_cfg(runner_cfg(model, data_root, str(tmp_path / 'work')))
+    runner.train()
+    hub = runner.message_hub
+    assert 'teacher/coco/bbox_mAP' in hub.get_info('teacher_metrics')
+    for key in ('train/distill.loss_frs_fpn', 'train/distill.loss_frs_cls', 'train/loss'):
+        assert key in hub.log_scalars, key
+    assert 'coco/bbox_mAP' in hub.log_scalars
+    state = torch.load(str(tmp_path / 'work' / 'iter_2.pth'), weights_only=False)['state_dict']
+    assert not any(k.startswith('teacher') for k in state)
+    out = str(tmp_path / 'student.pth')
+    export_student(str(tmp_path / 'work' / 'iter_2.pth'), out)
+    from mmdet.apis import init_detector
+    plain = Config(dict(model=tiny_model_cfg(kind, 8, num_classes=6), default_scope='mmdet'))
+    init_detector(plain, out, device='cpu')  # strict key match with the plain mmdet model
+
+
+def test_resume_restores_student_and_rebuilds_teacher(data_root, tmp_path):
+    ckpt = save_weights(tiny_model_cfg('retina', 16, num_classes=6), str(tmp_path / 't.pth'))
+    model = frs_distiller_cfg('retina', ckpt, num_classes=6)
+    work = str(tmp_path / 'work')
+    Runner.from_cfg(runner_cfg(model, data_root, work, max_iters=2)).train()
+    saved = torch.load(osp.join(work, 'iter_2.pth'), weights_only=False)
+    cfg = runner_cfg(model, data_root, work, max_iters=4)
+    cfg.resume = True
+    counter = CountIters()
+    cfg.custom_hooks = [counter]
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert counter.iters == [3, 4]  # continued from iteration 2
+    distiller = runner.model
+    teacher_ckpt = torch.load(ckpt)['state_dict']
+    for k, v in distiller.teacher.state_dict().items():
+        assert torch.equal(v, teacher_ckpt[k])
+    assert saved['meta']['iter'] == 2 and 'optimizer' in saved
+
+
+def test_export_cli(data_root, tmp_path):
+    ckpt = save_weights(tiny_model_cfg('retina', 16, num_classes=6), str(tmp_path / 't.pth'))
+    work = str(tmp_path / 'work')
+    Runner.from_cfg(runner_cfg(frs_distiller_cfg('retina', ckpt, num_classes=6),
+                               data_root, work)).train()
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools/export_student.py'),
+                           osp.join(work, 'iter_2.pth'), str(tmp_path / 's.pth')],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    sd = torch.load(str(tmp_path / 's.pth'))['state_dict']
+    assert 'backbone.conv1.weight' in sd and not any(k.startswith('distill') for k in sd)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_dist_train_two_cpu_processes(data_root, tmp_path):
+    ckpt = save_weights(tiny_model_cfg('retina', 16, num_classes=6), str(tmp_path / 't.pth'))
+    cfg = runner_cfg(frs_distiller_cfg('retina', ckpt, num_classes=6), data_root,
+                     str(tmp_path / 'work'))
+    cfg_path = str(tmp_path / 'cfg.py')
+    cfg.dump(cfg_path)
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1')
+    proc = subprocess.run(['bash', osp.join(ROOT, 'tools/dist_train.sh'), cfg_path, '2'],
+                          cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert osp.isfile(str(tmp_path / 'work' / 'iter_2.pth'))
+    log = proc.stdout + proc.stderr
+    assert 'distill.loss_frs_fpn' in log and 'Distributed training: True' in log
