@@ -24,3 +24,9 @@ for _name in _NODES:
         locations=_LOCATIONS.get(_name, []))
 
 __all__ = list(_NODES)
+
+# mmdet registers its datasets, metrics, hooks and visualizers only when their
+# packages are imported; our child registries look them up, so import them now.
+from mmdet.utils import register_all_modules  # noqa: E402
+
+register_all_modules(init_default_scope=False)
