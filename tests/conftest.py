@@ -55,6 +55,14 @@ def tiny_model_cfg(kind: str, width: int = 8, num_classes: int = 3) -> dict:
     return ConfigDict(cfg)  # mmdet reads train_cfg/test_cfg by attribute
 
 
+@pytest.fixture(autouse=True)
+def mmkd_det_scope():
+    """Runners built by other tests change the default scope; reset it."""
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmkd_det'):
+        yield
+
+
 @pytest.fixture
 def tiny_cfg():
     return tiny_model_cfg

@@ -19,9 +19,9 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 RUNS = [  # name, config, needs teacher
-    ('teacher', 'configs/synthetic/retinanet_r18w64_synthetic.py', False),
+    ('teacher', 'configs/synthetic/retinanet_r18w48_synthetic.py', False),
     ('student', 'configs/synthetic/retinanet_r18w32_synthetic.py', False),
-    ('student + FRS', 'configs/synthetic/frs_retina_r18w64_r18w32_synthetic.py', True),
+    ('student + FRS', 'configs/synthetic/frs_retina_r18w48_r18w32_synthetic.py', True),
 ]
 METRICS = ['bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s', 'bbox_mAP_m', 'bbox_mAP_l']
 
@@ -68,7 +68,7 @@ def main():
     os.chdir(ROOT)
     t0 = time.time()
     from mmkd_det.datasets.synthetic import generate_synthetic_dataset
-    generate_synthetic_dataset(args.data, num_train=800, num_val=200, img_size=160, seed=0)
+    generate_synthetic_dataset(args.data, num_train=800, num_val=200, img_size=128, seed=0)
     rows = []
     teacher_ckpt = None
     for name, cfg, needs_teacher in RUNS:

@@ -2,7 +2,7 @@
 
 Example:
     python tools/gen_synthetic.py --out data/synthetic --num-train 800 \
-        --num-val 200 --img-size 160 --seed 0
+        --num-val 200 --img-size 128 --seed 0
 
 The command is idempotent: if ``--out`` already holds a complete dataset with the
 same parameters, it only prints the stored statistics (use ``--force`` to
@@ -38,12 +38,12 @@ def parse_args(argv=None):
     parser.add_argument('--out', default='data/synthetic', help='output folder')
     parser.add_argument('--num-train', type=int, default=800)
     parser.add_argument('--num-val', type=int, default=200)
-    parser.add_argument('--img-size', type=int, default=160)
+    parser.add_argument('--img-size', type=int, default=128)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--formats', nargs='+', default=['coco', 'voc'],
                         choices=['coco', 'voc'])
     parser.add_argument('--min-objects', type=int, default=1)
-    parser.add_argument('--max-objects', type=int, default=6)
+    parser.add_argument('--max-objects', type=int, default=4)
     parser.add_argument('--distractor-prob', type=float, default=None,
                         help='probability that an image has distractors')
     parser.add_argument('--empty-prob', type=float, default=None,

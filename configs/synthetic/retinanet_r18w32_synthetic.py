@@ -1,5 +1,5 @@
 # Student on the embedded synthetic data: RetinaNet, ResNet-18 with 32 base
-# channels, 64-channel FPN/head. 160 px images, batch 8, CPU.
+# channels, 64-channel FPN/head. 128 px images, batch 8, CPU.
 _base_ = [
     '../_base_/models/retinanet_tiny.py',
     '../_base_/datasets/synthetic_coco.py',

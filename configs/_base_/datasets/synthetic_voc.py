@@ -8,7 +8,7 @@ metainfo = dict(
     classes=('disc', 'square', 'triangle', 'cross', 'ring', 'star'),
     palette=[(220, 20, 60), (0, 130, 200), (60, 180, 75), (245, 130, 48),
              (145, 30, 180), (255, 225, 25)])
-img_scale = (160, 160)
+img_scale = (128, 128)
 backend_args = None
 
 train_pipeline = [

@@ -1,4 +1,4 @@
-# A small RetinaNet for the embedded synthetic data (160 px images, CPU):
+# A small RetinaNet for the embedded synthetic data (128 px images, CPU):
 # ResNet-18 with 32 base channels, 64-channel FPN (strides 8-64) and head.
 model = dict(
     type='RetinaNet',
@@ -7,7 +7,7 @@ model = dict(
         mean=[123.675, 116.28, 103.53],
         std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True,
-        pad_size_divisor=64),
+        pad_size_divisor=32),
     backbone=dict(
         type='ResNet',
         depth=18,

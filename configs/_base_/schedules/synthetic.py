@@ -1,5 +1,5 @@
 # Short CPU schedule for the synthetic data: AdamW from scratch, epoch-based.
-max_epochs = 4
+max_epochs = 5
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')

@@ -35,6 +35,11 @@ class TeacherEvalHook(Hook):
                                    data_batch=data)
         metrics = loop.evaluator.evaluate(len(loop.dataloader.dataset))
         model.train(was_training)
+        if not metrics:
+            runner.logger.warning(
+                'Teacher evaluation before training: the teacher made no detection above its '
+                'score threshold on the val set. Check teacher_ckpt, the teacher config and '
+                'its preprocessing (a random teacher gives this).')
         metrics = {f'teacher/{k}': v for k, v in metrics.items()}
         runner.message_hub.update_info('teacher_metrics', metrics)
         runner.visualizer.add_scalars(metrics, step=runner.iter)

@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
-from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.registry import DefaultScope
 from torch import nn
 
 from mmkd_det.registry import MODELS
@@ -16,7 +16,7 @@ from .data_preprocessor import DistillDataPreprocessor, same_preprocessing
 from .teacher_loading import load_teacher_checkpoint
 
 #: keyword arguments a loss may request by name, provided by the Distiller.
-EXTRA_INPUTS = ('gt_instances', 'batch_img_metas', 'student', 'teacher')
+EXTRA_INPUTS = ('gt_instances', 'batch_img_metas', 'strides', 'student', 'teacher')
 _REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 #: top-level detector attributes whose forward(feats) the Distiller can run.
 _HEADS = ('bbox_head', 'rpn_head')
@@ -96,13 +96,11 @@ class Distiller(BaseModel):
                  probe_size: int = 256,
                  data_preprocessor=None,
                  init_cfg=None):
-        if DefaultScope.get_current_instance() is None:
-            # nested mmdet/mmengine builds (data preprocessors) need a scope
-            init_default_scope('mmkd_det')
-        student_cfg = load_model_cfg(student, 'student')
-        teacher_cfg = load_model_cfg(teacher, 'teacher')
-        student_model = MODELS.build(student_cfg)
-        teacher_model = MODELS.build(teacher_cfg)
+        # nested mmdet/mmengine builds (data preprocessors, heads) need our scope,
+        # whatever scope the caller runs under
+        with DefaultScope.overwrite_default_scope('mmkd_det'):
+            student_model = MODELS.build(load_model_cfg(student, 'student'))
+            teacher_model = MODELS.build(load_model_cfg(teacher, 'teacher'))
         t_pp = None if same_preprocessing(teacher_model.data_preprocessor,
                                           student_model.data_preprocessor) \
             else teacher_model.data_preprocessor
@@ -136,7 +134,8 @@ class Distiller(BaseModel):
             if 'loss' not in name:
                 raise KeyError(f'Distillation loss name {name!r} must contain "loss" '
                                f'(mmengine only back-propagates keys containing it).')
-            self.distill_losses[name] = MODELS.build(cfg)
+            with DefaultScope.overwrite_default_scope('mmkd_det'):
+                self.distill_losses[name] = MODELS.build(cfg)
             self.loss_bindings[name] = self._bind(name, self.distill_losses[name])
         self._setup_losses(probe_size)
 
@@ -209,6 +208,15 @@ class Distiller(BaseModel):
             if hasattr(loss, 'setup'):
                 loss.setup(arg_shapes, name=name)
 
+    @property
+    def strides(self) -> Optional[List[int]]:
+        """Strides of the student's dense head levels (None if it has none)."""
+        head = getattr(self.student, 'bbox_head', None) or getattr(self.student, 'rpn_head', None)
+        gen = getattr(head, 'prior_generator', None)
+        strides = getattr(gen, 'strides', None) or getattr(head, 'strides', None)
+        return [s[0] if isinstance(s, (tuple, list)) else int(s) for s in strides] \
+            if strides else None
+
     # ------------------------------------------------------------- schedule
     def distill_scale(self) -> float:
         """Current factor of every distillation loss (warm-up, stop epoch)."""
@@ -248,7 +256,7 @@ class Distiller(BaseModel):
         records = dict(student=self.student_recorder, teacher=self.teacher_recorder)
         extras = dict(gt_instances=[s.gt_instances for s in data_samples],
                       batch_img_metas=[s.metainfo for s in data_samples],
-                      student=self.student, teacher=self.teacher)
+                      strides=self.strides, student=self.student, teacher=self.teacher)
         for name, loss in self.distill_losses.items():
             kwargs = {arg: (records[b[1]].get(b[2]) if b[0] == 'record' else extras[b[1]])
                       for arg, b in self.loss_bindings[name].items()}

@@ -236,3 +236,30 @@ def test_nan_distillation_loss_is_an_error(weights, tmp_path):
     d = MODELS.build(frs_distiller_cfg('retina', ckpt))
     with pytest.raises(FloatingPointError, match='loss_frs_fpn'):
         d(**d.data_preprocessor(batch(), True), mode='loss')
+
+
+def test_detection_aware_loss_receives_gt_metas_strides_and_models(weights):
+    """A loss names what it needs in its forward; the Distiller provides it."""
+    from mmkd_det.models.losses import BaseDistillLoss
+    from mmkd_det.registry import MODELS as REG
+    seen = {}
+
+    @REG.register_module(force=True)
+    class _ProbeLoss(BaseDistillLoss):
+        default_inputs = dict(s_feats='student.fpn')
+
+        def forward(self, s_feats, gt_instances, batch_img_metas, strides, student, teacher):
+            seen.update(gt=gt_instances, metas=batch_img_metas, strides=strides,
+                        student=student, teacher=teacher, levels=len(s_feats))
+            return s_feats[0].sum() * 0
+
+    ckpt = weights(tiny_model_cfg('retina', 16))
+    cfg = frs_distiller_cfg('retina', ckpt)
+    cfg['distill_losses'] = dict(loss_probe=dict(type='_ProbeLoss'))
+    d = MODELS.build(cfg)
+    data = d.data_preprocessor(batch(num_items=(3, 1)), True)
+    d(**data, mode='loss')
+    assert [len(g) for g in seen['gt']] == [3, 1]
+    assert seen['metas'][0]['batch_input_shape'] == (64, 64)
+    assert seen['strides'] == [8, 16, 32, 64, 128] and seen['levels'] == 5
+    assert seen['student'] is d.student and seen['teacher'] is d.teacher
