@@ -150,3 +150,16 @@ def test_setup_errors_are_clear():
         FRSHeadLoss().setup(head, name='loss_frs_cls')
     with pytest.raises(ValueError, match='normalize'):
         FRSHeadLoss(normalize='pixel')
+
+
+def test_resize_student_matches_manual_interpolation():
+    import torch.nn.functional as F
+    g = torch.Generator().manual_seed(5)
+    s = [torch.randn(1, 2, 3, 3, generator=g)]
+    t = [torch.randn(1, 2, 6, 6, generator=g)]
+    lg = [torch.randn(1, 4, 6, 6, generator=g)]
+    shapes = dict(s_feats=[s[0].shape], t_feats=[t[0].shape], t_logits=[lg[0].shape])
+    loss = FRSFeatureLoss(adapter=None, resize_student=True)
+    loss.setup(shapes, name='x')
+    up = F.interpolate(s[0], size=(6, 6), mode='bilinear', align_corners=False)
+    assert loss(s, t, lg).item() == pytest.approx(eq6_loop(up, t[0], lg[0]), rel=1e-5)
