@@ -64,6 +64,9 @@ def main():
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--data', default='data/synthetic')
+    parser.add_argument('--teacher-ckpt', default=None,
+                        help='reuse this teacher checkpoint instead of training one '
+                             '(e.g. to repeat the students over seeds)')
     args = parser.parse_args()
     os.chdir(ROOT)
     t0 = time.time()
@@ -76,13 +79,16 @@ def main():
         os.makedirs(wd, exist_ok=True)
         extra = ['model.teacher_ckpt=' + teacher_ckpt] if needs_teacher else []
         secs = 0.0
+        if name == 'teacher' and args.teacher_ckpt:
+            teacher_ckpt = args.teacher_ckpt
+            continue
         if not (final_checkpoint(wd) and last_metrics(wd)):
             secs = train(cfg, wd, args.seed, extra)
         metrics = last_metrics(wd)
         if name == 'teacher':
             teacher_ckpt = final_checkpoint(wd)
         rows.append((name, cfg, metrics, secs))
-    base = rows[1][2].get('coco/bbox_mAP', 0.0)
+    base = next(m for n, _, m, _ in rows if n == 'student').get('coco/bbox_mAP', 0.0)
     lines = ['| model | config | mAP | AP50 | AP75 | APs | APm | APl | gain vs student | train s |',
              '|---|---|---|---|---|---|---|---|---|---|']
     for name, cfg, m, secs in rows:

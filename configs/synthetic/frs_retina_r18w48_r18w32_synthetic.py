@@ -9,7 +9,7 @@ model = dict(
     type='Distiller',
     student={{_base_.model}},
     teacher=dict(cfg_path='configs/synthetic/retinanet_r18w48_synthetic.py'),
-    teacher_ckpt='work_dirs/retinanet_r18w48_synthetic/epoch_6.pth',
+    teacher_ckpt='work_dirs/retinanet_r18w48_synthetic/epoch_10.pth',
     recorders=dict(fpn=dict(source='neck'), cls=dict(source='bbox_head', index=0)),
     distill_losses=dict(
         loss_frs_fpn=dict(type='FRSFeatureLoss', loss_weight=0.005),

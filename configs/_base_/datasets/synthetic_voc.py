@@ -1,62 +1,18 @@
 # Embedded synthetic shapes dataset, Pascal VOC layout (data/synthetic/VOC2007/,
 # trainval.txt = train split, test.txt = val split; same images as the COCO layout).
-# Generate it first: python tools/gen_synthetic.py --out data/synthetic
-# Classes must equal mmkd_det.datasets.synthetic.SYNTHETIC_CLASSES (checked by a test).
+# Pipelines, classes and loaders come from the COCO layout; only the dataset differs.
+_base_ = './synthetic_coco.py'
 dataset_type = 'VOCDataset'
-data_root = 'data/synthetic/'
-metainfo = dict(
-    classes=('disc', 'square', 'triangle', 'cross', 'ring', 'star'),
-    palette=[(220, 20, 60), (0, 130, 200), (60, 180, 75), (245, 130, 48),
-             (145, 30, 180), (255, 225, 25)])
-img_scale = (128, 128)
-backend_args = None
-
-train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor'))
-]
 train_dataloader = dict(
-    batch_size=8,
-    num_workers=2,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(
         type=dataset_type,
-        data_root=data_root,
-        metainfo=metainfo,
         ann_file='VOC2007/ImageSets/Main/trainval.txt',
-        data_prefix=dict(sub_data_root='VOC2007/'),
-        filter_cfg=dict(filter_empty_gt=False, min_size=0),
-        pipeline=train_pipeline,
-        backend_args=backend_args))
+        data_prefix=dict(_delete_=True, sub_data_root='VOC2007/')))
 val_dataloader = dict(
-    batch_size=8,
-    num_workers=2,
-    persistent_workers=False,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,
-        data_root=data_root,
-        metainfo=metainfo,
         ann_file='VOC2007/ImageSets/Main/test.txt',
-        data_prefix=dict(sub_data_root='VOC2007/'),
-        test_mode=True,
-        pipeline=test_pipeline,
-        backend_args=backend_args))
+        data_prefix=dict(_delete_=True, sub_data_root='VOC2007/')))
 test_dataloader = val_dataloader
-
-val_evaluator = dict(type='VOCMetric', metric='mAP', eval_mode='area')
+val_evaluator = dict(_delete_=True, type='VOCMetric', metric='mAP', eval_mode='area')
 test_evaluator = val_evaluator
