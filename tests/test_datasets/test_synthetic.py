@@ -21,7 +21,7 @@ CONFIGS = {
     'coco': osp.join(ROOT, 'configs', '_base_', 'datasets', 'synthetic_coco.py'),
     'voc': osp.join(ROOT, 'configs', '_base_', 'datasets', 'synthetic_voc.py'),
 }
-SMALL = dict(num_train=28, num_val=12, img_size=160)
+SMALL = dict(num_train=28, num_val=12, img_size=128)
 
 
 @pytest.fixture(scope='module')
@@ -83,13 +83,13 @@ def test_coco_annotations_valid(small_ds):
             assert img['file_name'] == f'{img["id"]:06d}.jpg'
             path = osp.join(small_ds['out_dir'], 'images', split, img['file_name'])
             assert osp.isfile(path)
-            assert (img['width'], img['height']) == (160, 160)
+            assert (img['width'], img['height']) == (128, 128)
         ann_ids = coco.getAnnIds()
         assert len(set(ann_ids)) == len(ann_ids) > 0
         for ann in coco.loadAnns(ann_ids):
             x, y, w, h = ann['bbox']
             assert all(isinstance(v, int) for v in ann['bbox'])
-            assert x >= 0 and y >= 0 and x + w <= 160 and y + h <= 160
+            assert x >= 0 and y >= 0 and x + w <= 128 and y + h <= 128
             assert w >= 4 and h >= 4
             assert ann['area'] == w * h and ann['iscrowd'] == 0
             assert 1 <= ann['category_id'] <= len(SYNTHETIC_CLASSES)
@@ -169,14 +169,14 @@ def test_render_constraints():
     n_annotated = 0
     for i in range(60):
         img, objects = render_synthetic_image(np.random.default_rng([7, i]))
-        assert img.shape == (160, 160, 3) and img.dtype == np.uint8
+        assert img.shape == (128, 128, 3) and img.dtype == np.uint8
         for obj in objects:
             if not obj.annotated:
                 continue
             n_annotated += 1
             x, y, w, h = obj.bbox
             assert w >= 4 and h >= 4 and x >= 0 and y >= 0
-            assert x + w <= 160 and y + h <= 160
+            assert x + w <= 128 and y + h <= 128
             assert obj.visible_fraction >= 0.3 - 1e-9  # at most 70 % occluded
     assert n_annotated > 60
     _, objects = render_synthetic_image(np.random.default_rng(1), distractor_prob=0.)
@@ -289,7 +289,7 @@ def test_mmdet_builds_datasets(small_ds, fmt):
             assert [inst['bbox_label'] for inst in info['instances']] == \
                 [a['category_id'] - 1 for a in by_image[img_id]]
             sample = dataset[i]
-            assert tuple(sample['inputs'].shape) == (3, 160, 160)
+            assert tuple(sample['inputs'].shape) == (3, 128, 128)
             assert len(sample['data_samples'].gt_instances) == len(expected)
 
     # the evaluator of the config scores the ground truth as perfect
