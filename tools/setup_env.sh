@@ -29,7 +29,7 @@ if ! "$PY" -c "import mmcv, mmcv.ops" >/dev/null 2>&1; then
     MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" "$PY" -m pip wheel --no-deps --no-build-isolation \
       -w "$WHEELS" mmcv==2.1.0
   fi
-  "${PIP[@]}" "$WHEELS"/mmcv-2.1.0-*.whl
+  "${PIP[@]}" -q "$WHEELS"/mmcv-2.1.0-*.whl
 fi
 "${PIP[@]}" -q -r "$ROOT/requirements.txt"
 "${PIP[@]}" -q --no-deps --no-build-isolation -e "$ROOT"

@@ -163,3 +163,16 @@ def test_resize_student_matches_manual_interpolation():
     loss.setup(shapes, name='x')
     up = F.interpolate(s[0], size=(6, 6), mode='bilinear', align_corners=False)
     assert loss(s, t, lg).item() == pytest.approx(eq6_loop(up, t[0], lg[0]), rel=1e-5)
+
+
+def test_auto_adapter_is_1x1_only_when_channels_differ():
+    shapes = dict(s_feats=[torch.Size([1, 2, 4, 4])], t_feats=[torch.Size([1, 3, 4, 4])],
+                  t_logits=[torch.Size([1, 5, 4, 4])])
+    loss = FRSFeatureLoss(adapter='auto')
+    loss.setup(shapes, name='x')
+    conv = loss.adapters['s_feats'].convs[0]
+    assert conv.kernel_size == (1, 1) and (conv.in_channels, conv.out_channels) == (2, 3)
+    same = dict(shapes, s_feats=[torch.Size([1, 3, 4, 4])])
+    loss = FRSFeatureLoss(adapter='auto')
+    loss.setup(same, name='x')
+    assert 's_feats' not in loss.adapters
