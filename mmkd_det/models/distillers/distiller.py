@@ -269,6 +269,9 @@ class Distiller(BaseModel):
                     f'preprocessing; otherwise lower its loss_weight, raise warmup_iters or '
                     f'add optim_wrapper.clip_grad.')
             losses[f'distill.{name}'] = value * scale
+        # drop the references now: teacher tensors need not live through backward
+        self.student_recorder.reset()
+        self.teacher_recorder.reset()
         return losses
 
     # ---------------------------------------------------------------- teacher
@@ -283,8 +286,4 @@ class Distiller(BaseModel):
         # .to()/.cuda()/.cpu()/.half() must reach the unregistered teacher too.
         self.teacher._apply(fn, *args, **kwargs)
         return super()._apply(fn, *args, **kwargs)
-
-    def student_state_dict(self) -> dict:
-        """The student's own weights, as a plain mmdet detector state dict."""
-        return self.student.state_dict()
 
