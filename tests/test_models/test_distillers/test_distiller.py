@@ -263,3 +263,11 @@ def test_detection_aware_loss_receives_gt_metas_strides_and_models(weights):
     assert seen['metas'][0]['batch_input_shape'] == (64, 64)
     assert seen['strides'] == [8, 16, 32, 64, 128] and seen['levels'] == 5
     assert seen['student'] is d.student and seen['teacher'] is d.teacher
+
+
+def test_unreachable_teacher_url_names_the_fix(tmp_path, monkeypatch):
+    # a refused loopback connection stands for "no network" (no traffic leaves the machine)
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    url = 'http://127.0.0.1:9/retinanet_r101_fpn_2x_coco.pth'
+    with pytest.raises(RuntimeError, match='Could not download teacher_ckpt.*local file'):
+        MODELS.build(frs_distiller_cfg('retina', url))
