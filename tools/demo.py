@@ -75,13 +75,13 @@ def main():
     rows = []
     teacher_ckpt = None
     for name, cfg, needs_teacher in RUNS:
+        if name == 'teacher' and args.teacher_ckpt:
+            teacher_ckpt = args.teacher_ckpt
+            continue
         wd = osp.join(args.work_dir, name.replace(' + ', '_').replace(' ', '_').lower())
         os.makedirs(wd, exist_ok=True)
         extra = ['model.teacher_ckpt=' + teacher_ckpt] if needs_teacher else []
         secs = 0.0
-        if name == 'teacher' and args.teacher_ckpt:
-            teacher_ckpt = args.teacher_ckpt
-            continue
         if not (final_checkpoint(wd) and last_metrics(wd)):
             secs = train(cfg, wd, args.seed, extra)
         metrics = last_metrics(wd)

@@ -7,7 +7,7 @@ import json
 import os.path as osp
 import statistics as st
 
-KEYS = ['bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s', 'bbox_mAP_m', 'bbox_mAP_l']
+from demo import METRICS as KEYS  # tools/demo.py, the script that wrote the results
 
 
 def main():

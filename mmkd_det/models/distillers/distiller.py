@@ -130,13 +130,13 @@ class Distiller(BaseModel):
 
         self.distill_losses = nn.ModuleDict()
         self.loss_bindings: Dict[str, Dict[str, tuple]] = {}
-        for name, cfg in distill_losses.items():
-            if 'loss' not in name:
-                raise KeyError(f'Distillation loss name {name!r} must contain "loss" '
-                               f'(mmengine only back-propagates keys containing it).')
-            with DefaultScope.overwrite_default_scope('mmkd_det'):
+        with DefaultScope.overwrite_default_scope('mmkd_det'):
+            for name, cfg in distill_losses.items():
+                if 'loss' not in name:
+                    raise KeyError(f'Distillation loss name {name!r} must contain "loss" '
+                                   f'(mmengine only back-propagates keys containing it).')
                 self.distill_losses[name] = MODELS.build(cfg)
-            self.loss_bindings[name] = self._bind(name, self.distill_losses[name])
+                self.loss_bindings[name] = self._bind(name, self.distill_losses[name])
         self._setup_losses(probe_size)
 
     # ----------------------------------------------------------------- build
