@@ -1,0 +1,149 @@
+"""Train and evaluate a matrix of runs x seeds on the synthetic benchmark.
+
+Each run is a config (plus optional ``--cfg-options``) trained with
+``tools/train.py`` in ``<work-dir>/<run>/seed<k>``; finished runs (final
+checkpoint + evaluation present) are skipped, so an interrupted benchmark
+resumes. Writes ``results.json`` and ``results.md`` (COCO AP, AP50, AP75,
+APs/m/l as mean ± std over seeds, gain over the ``student`` run, per-seed mAP).
+
+    python tools/benchmark.py --preset tid_ablation --seeds 0 1 2 \
+        --teacher-ckpt work_dirs/demo/teacher/epoch_10.pth --jobs 2
+
+A run needing a teacher gets ``model.teacher_ckpt`` = ``--teacher-ckpt``, or the
+final checkpoint of the ``teacher`` run (seed 0) of the same matrix.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import statistics as st
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from demo import METRICS, ROOT, final_checkpoint, last_metrics  # tools/demo.py
+
+SYN = 'configs/synthetic/'
+TID = SYN + 'tid_retina_r18w48_r18w32_synthetic.py'
+ABL = SYN + 'ablations/'
+#: run name -> (config, cfg-options). Names are stable: work dirs use them.
+RUNS = {
+    'teacher': (SYN + 'retinanet_r18w48_synthetic.py', []),
+    'student': (SYN + 'retinanet_r18w32_synthetic.py', []),
+    'FRS': (SYN + 'frs_retina_r18w48_r18w32_synthetic.py', []),
+    'TID': (TID, []),
+    # Table 3: DIEM task factors
+    'TID cls only': (ABL + 'tid_retina_r18w48_r18w32_synthetic_cls_only.py', []),
+    'TID reg only': (ABL + 'tid_retina_r18w48_r18w32_synthetic_reg_only.py', []),
+    # Table 4: detector thresholds vs raw IoU
+    'TID raw IoU': (ABL + 'tid_retina_r18w48_r18w32_synthetic_raw_iou.py', []),
+    # Table 5: LDAM areas
+    'TID key only': (ABL + 'tid_retina_r18w48_r18w32_synthetic_key_only.py', []),
+    'TID weak only': (ABL + 'tid_retina_r18w48_r18w32_synthetic_weak_only.py', []),
+    # readings of ambiguous passages (docs/tid.md), one change each
+    'TID gamma 0.025': (TID, ['model.distill_losses.loss_tid.gamma=0.025']),
+    'TID gamma 0.25': (TID, ['model.distill_losses.loss_tid.gamma=0.25']),
+    'TID key indicator': (TID, ['model.distill_losses.loss_tid.key_mode=indicator']),
+    'TID Eq9 as printed': (TID, ['model.distill_losses.loss_tid.info_decay=as_printed']),
+    'TID low band constant': (TID, ['model.distill_losses.loss_tid.low_band=constant']),
+    'TID batch top-k': (TID, ['model.distill_losses.loss_tid.topk_scope=batch']),
+}
+PRESETS = {
+    'main': ['teacher', 'student', 'FRS', 'TID'],
+    'tid_ablation': ['student', 'FRS', 'TID', 'TID cls only', 'TID reg only', 'TID raw IoU',
+                     'TID key only', 'TID weak only'],
+    'tid_readings': ['TID', 'TID gamma 0.025', 'TID gamma 0.25', 'TID key indicator',
+                     'TID Eq9 as printed', 'TID low band constant', 'TID batch top-k'],
+}
+
+
+def run_dir(work_dir: str, name: str, seed: int) -> str:
+    return osp.join(work_dir, name.replace(' ', '_').replace('.', ''), f'seed{seed}')
+
+
+def train_one(name: str, seed: int, work_dir: str, teacher_ckpt: str, threads: int) -> dict:
+    cfg, options = RUNS[name]
+    wd = run_dir(work_dir, name, seed)
+    info_path = osp.join(wd, 'run_info.json')
+    if final_checkpoint(wd) and last_metrics(wd) and osp.isfile(info_path):
+        with open(info_path) as f:
+            return json.load(f)
+    os.makedirs(wd, exist_ok=True)
+    options = [f'randomness.seed={seed}', *options]
+    if name != 'teacher' and name != 'student':
+        options.append(f'model.teacher_ckpt={teacher_ckpt}')
+    cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), cfg, '--work-dir', wd,
+           '--cfg-options', *options]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    print('$', ' '.join(cmd), flush=True)
+    start = time.time()
+    with open(osp.join(wd, 'train_stdout.log'), 'w') as log:
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f'{name} seed {seed} failed, see {wd}/train_stdout.log')
+    info = dict(name=name, seed=seed, config=cfg, cfg_options=options,
+                train_seconds=round(time.time() - start, 1), threads=threads,
+                metrics=last_metrics(wd))
+    with open(info_path, 'w') as f:
+        json.dump(info, f, indent=2)
+    print(f'done {name} seed {seed}: mAP {100 * info["metrics"]["coco/bbox_mAP"]:.1f} '
+          f'({info["train_seconds"]:.0f} s)', flush=True)
+    return info
+
+
+def table(results: list) -> str:
+    by_name = {}
+    for r in results:
+        by_name.setdefault(r['name'], {})[r['seed']] = [100 * r['metrics']['coco/' + k]
+                                                      for k in METRICS]
+    base = by_name.get('student', {})
+    lines = ['| run | mAP | AP50 | AP75 | APs | APm | APl | gain vs student | per-seed mAP |',
+             '|---|---|---|---|---|---|---|---|---|']
+    for name, seeds in by_name.items():
+        rows = [seeds[s] for s in sorted(seeds)]
+        cells = ' | '.join(f'{st.mean(c):.1f} ± {st.stdev(c) if len(c) > 1 else 0:.1f}'
+                           for c in zip(*rows))
+        paired = [seeds[s][0] - base[s][0] for s in sorted(seeds) if s in base]
+        gain = '' if name in ('student', 'teacher') or not paired else \
+            f'{st.mean(paired):+.1f} ({", ".join(f"{g:+.1f}" for g in paired)})'
+        per_seed = ', '.join(f'{seeds[s][0]:.1f}' for s in sorted(seeds))
+        lines.append(f'| {name} | {cells} | {gain} | {per_seed} |')
+    return '\n'.join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--preset', choices=sorted(PRESETS), default='main')
+    parser.add_argument('--runs', nargs='+', choices=sorted(RUNS),
+                        help='run names instead of a preset')
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument('--work-dir', default='work_dirs/benchmark')
+    parser.add_argument('--teacher-ckpt', default=None)
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='parallel trainings; CPU threads are split between them')
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    from mmkd_det.datasets.synthetic import generate_synthetic_dataset
+    generate_synthetic_dataset('data/synthetic', num_train=800, num_val=200, img_size=128,
+                               seed=0)
+    names = args.runs or PRESETS[args.preset]
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    teacher = args.teacher_ckpt
+    if teacher is None:
+        train_one('teacher', 0, args.work_dir, None, os.cpu_count() or 1)
+        teacher = final_checkpoint(run_dir(args.work_dir, 'teacher', 0))
+    jobs = [(n, s) for n in names for s in args.seeds if n != 'teacher' or s == 0]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(
+            lambda j: train_one(j[0], j[1], args.work_dir, teacher, threads), jobs))
+    md = table(results)
+    print('\n' + md)
+    with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
+        f.write(md + '\n')
+    with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
+        json.dump(results, f, indent=2)
+
+
+if __name__ == '__main__':
+    main()
