@@ -240,6 +240,15 @@ class Distiller(BaseModel):
             for head in self.teacher_heads:
                 getattr(self.teacher, head)(feats)
 
+    def _loss_kwargs(self, name: str, data_samples) -> dict:
+        """Arguments of loss ``name`` from the current records and extras."""
+        records = dict(student=self.student_recorder, teacher=self.teacher_recorder)
+        extras = dict(gt_instances=[s.gt_instances for s in data_samples],
+                      batch_img_metas=[s.metainfo for s in data_samples],
+                      strides=self.strides, student=self.student, teacher=self.teacher)
+        return {arg: (records[b[1]].get(b[2]) if b[0] == 'record' else extras[b[1]])
+                for arg, b in self.loss_bindings[name].items()}
+
     def loss(self, inputs, data_samples, teacher_inputs=None) -> dict:
         scale = self.distill_scale()
         if scale == 0.0:
@@ -253,14 +262,8 @@ class Distiller(BaseModel):
         with self.student_recorder:
             losses = self.student.loss(inputs, data_samples)
         self._teacher_forward(inputs if teacher_inputs is None else teacher_inputs)
-        records = dict(student=self.student_recorder, teacher=self.teacher_recorder)
-        extras = dict(gt_instances=[s.gt_instances for s in data_samples],
-                      batch_img_metas=[s.metainfo for s in data_samples],
-                      strides=self.strides, student=self.student, teacher=self.teacher)
         for name, loss in self.distill_losses.items():
-            kwargs = {arg: (records[b[1]].get(b[2]) if b[0] == 'record' else extras[b[1]])
-                      for arg, b in self.loss_bindings[name].items()}
-            value = loss(**kwargs)
+            value = loss(**self._loss_kwargs(name, data_samples))
             if not torch.isfinite(value).all():
                 it = MessageHub.get_current_instance().get_info('iter', 0)
                 raise FloatingPointError(
@@ -273,6 +276,22 @@ class Distiller(BaseModel):
         self.student_recorder.reset()
         self.teacher_recorder.reset()
         return losses
+
+    @torch.no_grad()
+    def visual_maps(self, inputs, data_samples, teacher_inputs=None) -> Dict[str, dict]:
+        """Per loss that defines ``visual_maps``: its named per-level (N, H, W)
+        weighting maps on this batch (for tools/visualize_masks.py). The student
+        runs its backbone, neck and recorded heads in its current mode."""
+        with self.student_recorder:
+            feats = self.student.extract_feat(inputs)
+            for head in self._student_heads:
+                getattr(self.student, head)(feats)
+        self._teacher_forward(inputs if teacher_inputs is None else teacher_inputs)
+        maps = {name: loss.visual_maps(**self._loss_kwargs(name, data_samples))
+                for name, loss in self.distill_losses.items() if hasattr(loss, 'visual_maps')}
+        self.student_recorder.reset()
+        self.teacher_recorder.reset()
+        return maps
 
     # ---------------------------------------------------------------- teacher
     @torch.no_grad()

@@ -73,6 +73,10 @@ class FRSFeatureLoss(_FRSBase):
     feature_pairs = (('s_feats', 't_feats'),)
     default_adapter = dict(kernel_size=3)
 
+    def visual_maps(self, t_logits: Sequence[torch.Tensor], **unused) -> dict:
+        """Per-level (N, H, W) feature-richness masks S (Eq. 5)."""
+        return {'feature richness S (Eq. 5)': [feature_richness(t) for t in t_logits]}
+
     def forward(self, s_feats: Sequence[torch.Tensor], t_feats: Sequence[torch.Tensor],
                 t_logits: Sequence[torch.Tensor]) -> torch.Tensor:
         s_feats = self.adapt('s_feats', s_feats, t_feats)

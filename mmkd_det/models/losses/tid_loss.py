@@ -204,7 +204,8 @@ def gt_class_probability(scores: Tensor, labels: Tensor, valid: Tensor,
     without GT."""
     present = torch.zeros(scores.shape[0], scores.shape[-1], dtype=scores.dtype,
                           device=scores.device)
-    present.scatter_(1, labels, valid.to(scores.dtype))           # (B, K) 0/1
+    # amax: a padded slot (label 0, invalid) must not erase a real class 0
+    present.scatter_reduce_(1, labels, valid.to(scores.dtype), reduce='amax')  # (B, K) 0/1
     prob = (scores * present[:, None]).amax(-1)                   # (B, P)
     return prob.view(prob.shape[0], -1, num_base_priors).amax(-1)
 
@@ -471,6 +472,14 @@ class TIDLoss(BaseDistillLoss):
                     weak=weak.float(), v_output=v_out, v_information=v_info,
                     value=value, m=m, weight=weight,
                     shapes=[tuple(c.shape[-2:]) for c in t_cls])
+
+    def visual_maps(self, s_cls, t_cls, s_reg, t_reg, gt_instances, student, teacher,
+                    **unused) -> Dict[str, List[Tensor]]:
+        """Per-level (B, H, W) maps of Fig. 4: key, weak, information value, M."""
+        m = self.masks(s_cls, t_cls, s_reg, t_reg, gt_instances, student, teacher)
+        names = dict(key='key area (Eq. 4)', weak='weak area (Eq. 5)',
+                     v_information='V_information (Eq. 9)', m='M (Eq. 11)')
+        return {title: split_levels(m[k], m['shapes']) for k, title in names.items()}
 
     def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor],
                 s_cls: Sequence[Tensor], t_cls: Sequence[Tensor],

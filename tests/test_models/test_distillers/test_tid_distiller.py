@@ -1,0 +1,85 @@
+"""TID end to end through the Distiller on tiny real mmdet detectors."""
+import pytest
+import torch
+from mmdet.testing import demo_mm_inputs
+from mmengine.logging import MessageHub
+from mmengine.structures import InstanceData
+
+from mmkd_det.registry import MODELS
+from tests.conftest import tiny_model_cfg
+
+
+def tid_distiller_cfg(kind, teacher_ckpt, t_width=16, s_width=8, **loss_kw):
+    return dict(
+        type='Distiller',
+        student=tiny_model_cfg(kind, s_width),
+        teacher=tiny_model_cfg(kind, t_width),
+        teacher_ckpt=teacher_ckpt,
+        recorders=dict(fpn=dict(source='neck'), cls=dict(source='bbox_head', index=0),
+                       reg=dict(source='bbox_head', index=1)),
+        distill_losses=dict(loss_tid=dict(type='TIDLoss', loss_weight=1.0, **loss_kw)),
+        probe_size=64)
+
+
+def tid_batch(size=64, seed=0):
+    """Image 0: three GT boxes, one touching the left/top image border; image 1: none."""
+    torch.manual_seed(seed)
+    data = demo_mm_inputs(batch_size=2, image_shapes=[(3, size, size)] * 2, num_items=[3, 0],
+                          num_classes=3)
+    data['data_samples'][0].gt_instances = InstanceData(
+        bboxes=torch.tensor([[0.0, 0.0, 20.0, 30.0], [24.0, 16.0, 56.0, 48.0],
+                             [40.0, 44.0, 52.0, 60.0]]),
+        labels=torch.tensor([1, 2, 1]))
+    data['data_samples'][1].gt_instances = InstanceData(
+        bboxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.long))
+    return data
+
+
+KINDS = [('retina', {}), ('gfl', {}), ('atss', {}), ('fcos', dict(iou_thrs=(0.5, 0.4)))]
+
+
+@pytest.mark.parametrize('kind,loss_kw', KINDS, ids=[k for k, _ in KINDS])
+def test_tid_loss_trains_student_and_adapters_only(kind, loss_kw, weights):
+    ckpt = weights(tiny_model_cfg(kind, 16))
+    d = MODELS.build(tid_distiller_cfg(kind, ckpt, **loss_kw))
+    d.train()
+    MessageHub.get_current_instance().update_info('iter', 0)
+    losses = d(**d.data_preprocessor(tid_batch(), True), mode='loss')
+    value = losses['distill.loss_tid']
+    assert value.dim() == 0 and torch.isfinite(value) and value.item() >= 0
+    assert 'loss_cls' in losses
+    d.zero_grad()
+    value.backward()
+    adapters = list(d.distill_losses['loss_tid'].adapters.parameters())
+    assert adapters and all(p.grad is not None for p in adapters)
+    student_grads = [p.grad for p in d.student.neck.parameters()]
+    assert all(g is not None for g in student_grads)
+    if value.item() > 0:
+        assert any(g.abs().sum() > 0 for g in student_grads)
+        assert any(p.grad.abs().sum() > 0 for p in adapters)
+    assert all(not p.requires_grad and p.grad is None for p in d.teacher.parameters())
+
+
+@pytest.mark.parametrize('kind', ['retina', 'gfl'])
+def test_teacher_equal_to_student_has_no_weak_area(kind, weights, monkeypatch):
+    ckpt = weights(tiny_model_cfg(kind, 8))
+    d = MODELS.build(tid_distiller_cfg(kind, ckpt, t_width=8, s_width=8))
+    d.student.load_state_dict(d.teacher.state_dict())
+    d.eval()  # BN on running stats in both models: identical head outputs
+    loss = d.distill_losses['loss_tid']
+    seen = []
+    original = loss.masks
+
+    def record(*args, **kwargs):
+        seen.append(original(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(loss, 'masks', record)
+    MessageHub.get_current_instance().update_info('iter', 0)
+    losses = d(**d.data_preprocessor(tid_batch(), True), mode='loss')
+    assert torch.isfinite(losses['distill.loss_tid'])
+    assert len(seen) == 1
+    masks = seen[0]
+    assert torch.equal(masks['score_t'], masks['score_s'])
+    assert masks['weak'].sum() == 0
+    assert masks['key'].sum() > 0
