@@ -1,8 +1,8 @@
 """End-to-end demo on the embedded synthetic data (README command 1).
 
-Generates the data, trains a teacher, trains the same student without and with
-FRS on the same schedule, evaluates all three with COCO mAP (pycocotools) and
-prints a table. Finished runs are reused (delete work_dirs/demo to start over).
+Generates the data, trains a teacher, trains the same student without
+distillation, with FRS and with TID on the same schedule, evaluates each with
+COCO mAP (pycocotools) and prints a table. Finished runs are reused (delete work_dirs/demo to start over).
 
     python tools/demo.py [--work-dir work_dirs/demo] [--seed 0]
 """
@@ -22,6 +22,7 @@ RUNS = [  # name, config, needs teacher
     ('teacher', 'configs/synthetic/retinanet_r18w48_synthetic.py', False),
     ('student', 'configs/synthetic/retinanet_r18w32_synthetic.py', False),
     ('student + FRS', 'configs/synthetic/frs_retina_r18w48_r18w32_synthetic.py', True),
+    ('student + TID', 'configs/synthetic/tid_retina_r18w48_r18w32_synthetic.py', True),
 ]
 METRICS = ['bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s', 'bbox_mAP_m', 'bbox_mAP_l']
 

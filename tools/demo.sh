@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# README command 1: install what is missing, then run the FRS demo on synthetic data.
+# README command 1: install what is missing, then the FRS/TID demo on synthetic data.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 bash "$ROOT/tools/setup_env.sh"

@@ -27,10 +27,11 @@ def main():
         cells = ' | '.join(f'{st.mean(c):.1f} ± {st.stdev(c) if len(c) > 1 else 0:.1f}'
                            for c in zip(*rows))
         lines.append(f'| {name} | {cells} | {", ".join(f"{r[0]:.1f}" for r in rows)} |')
-    if 'student' in vals and 'student + FRS' in vals:
-        gains = [f[0] - s[0] for s, f in zip(vals['student'], vals['student + FRS'])]
-        lines += ['', 'FRS gain in mAP per run: ' + ', '.join(f'{g:+.1f}' for g in gains) +
-                  f' (mean {st.mean(gains):+.1f}).']
+    for name in vals:
+        if name != 'student' and 'student' in vals:
+            gains = [f[0] - s[0] for s, f in zip(vals['student'], vals[name])]
+            lines += ['', f'{name} gain in mAP per run: ' +
+                      ', '.join(f'{g:+.1f}' for g in gains) + f' (mean {st.mean(gains):+.1f}).']
     print('\n'.join(lines))
 
 

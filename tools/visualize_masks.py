@@ -71,7 +71,7 @@ def draw(image, maps, title, path):
                 ax.set_ylabel(name, fontsize=8)
         fig.colorbar(im, ax=axes[r].tolist(), fraction=0.02)
     fig.suptitle(title, fontsize=9)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=72)
     plt.close(fig)
 
 

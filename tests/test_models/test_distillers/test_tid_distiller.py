@@ -83,3 +83,28 @@ def test_teacher_equal_to_student_has_no_weak_area(kind, weights, monkeypatch):
     assert torch.equal(masks['score_t'], masks['score_s'])
     assert masks['weak'].sum() == 0
     assert masks['key'].sum() > 0
+
+
+def test_visual_maps_give_per_level_tid_masks(weights):
+    """Distiller.visual_maps (tools/visualize_masks.py) returns TID's four Fig. 4
+    maps per FPN level, at each level's H, W, equal to masks() split by level."""
+    from mmkd_det.models.losses.tid_loss import split_levels
+    ckpt = weights(tiny_model_cfg('retina', 16))
+    d = MODELS.build(tid_distiller_cfg('retina', ckpt))
+    d.eval()
+    batch = d.data_preprocessor(tid_batch(), False)
+    maps = d.visual_maps(batch['inputs'], batch['data_samples'])['loss_tid']
+    assert list(maps) == ['key area (Eq. 4)', 'weak area (Eq. 5)', 'V_information (Eq. 9)',
+                          'M (Eq. 11)']
+    feats = d.student.extract_feat(batch['inputs'])
+    for levels in maps.values():
+        assert [tuple(m.shape) for m in levels] == [(2, *f.shape[-2:]) for f in feats]
+    # the image without GT has no information value and so an all-zero M
+    assert all(float(m[1].abs().sum()) == 0 for m in maps['M (Eq. 11)'])
+    assert any(float(m[0].sum()) > 0 for m in maps['V_information (Eq. 9)'])
+    # records were released after the call
+    assert all(not buf for buf in d.student_recorder._buffers.values())
+    with torch.no_grad():
+        assert torch.equal(split_levels(torch.cat([m.flatten(1) for m in maps['M (Eq. 11)']], 1),
+                                        [m.shape[-2:] for m in maps['M (Eq. 11)']])[0],
+                           maps['M (Eq. 11)'][0])
