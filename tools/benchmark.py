@@ -66,9 +66,9 @@ def train_one(name: str, seed: int, work_dir: str, teacher_ckpt: str, threads: i
     cfg, options = RUNS[name]
     wd = run_dir(work_dir, name, seed)
     info_path = osp.join(wd, 'run_info.json')
-    if final_checkpoint(wd) and last_metrics(wd) and osp.isfile(info_path):
-        with open(info_path) as f:
-            return json.load(f)
+    done = finished(work_dir, name, seed)
+    if done and final_checkpoint(wd) and last_metrics(wd):
+        return done
     os.makedirs(wd, exist_ok=True)
     options = [f'randomness.seed={seed}', *options]
     if name != 'teacher' and name != 'student':
@@ -92,18 +92,35 @@ def train_one(name: str, seed: int, work_dir: str, teacher_ckpt: str, threads: i
     return info
 
 
-def table(results: list) -> str:
+def finished(work_dir: str, name: str, seed: int):
+    """The run_info of a finished run, or None."""
+    path = osp.join(run_dir(work_dir, name, seed), 'run_info.json')
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _cell(values: list) -> str:
+    if len(values) == 1:
+        return f'{values[0]:.1f}'
+    return f'{st.mean(values):.1f} ± {st.stdev(values):.1f}'
+
+
+def table(results: list, baseline: list = ()) -> str:
+    """Markdown table; gains are paired by seed against ``student`` runs (from
+    ``results``, else ``baseline``)."""
     by_name = {}
     for r in results:
         by_name.setdefault(r['name'], {})[r['seed']] = [100 * r['metrics']['coco/' + k]
                                                       for k in METRICS]
-    base = by_name.get('student', {})
+    base = by_name.get('student') or {r['seed']: [100 * r['metrics']['coco/bbox_mAP']]
+                                      for r in baseline}
     lines = ['| run | mAP | AP50 | AP75 | APs | APm | APl | gain vs student | per-seed mAP |',
              '|---|---|---|---|---|---|---|---|---|']
     for name, seeds in by_name.items():
         rows = [seeds[s] for s in sorted(seeds)]
-        cells = ' | '.join(f'{st.mean(c):.1f} ± {st.stdev(c) if len(c) > 1 else 0:.1f}'
-                           for c in zip(*rows))
+        cells = ' | '.join(_cell(list(c)) for c in zip(*rows))
         paired = [seeds[s][0] - base[s][0] for s in sorted(seeds) if s in base]
         gain = '' if name in ('student', 'teacher') or not paired else \
             f'{st.mean(paired):+.1f} ({", ".join(f"{g:+.1f}" for g in paired)})'
@@ -137,7 +154,8 @@ def main():
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(
             lambda j: train_one(j[0], j[1], args.work_dir, teacher, threads), jobs))
-    md = table(results)
+    baseline = [r for r in (finished(args.work_dir, 'student', s) for s in args.seeds) if r]
+    md = table(results, baseline)
     print('\n' + md)
     with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
         f.write(md + '\n')

@@ -1,0 +1,54 @@
+"""tools/benchmark.py: the results table (mean ± std over seeds, gains paired by seed)
+and resuming (a finished run is not trained again)."""
+import json
+import os
+import os.path as osp
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+
+import benchmark  # noqa: E402
+
+
+def fake(name, seed, m):
+    return dict(name=name, seed=seed, metrics={'coco/' + k: m / 100 for k in benchmark.METRICS})
+
+
+def test_table_mean_std_and_paired_gain():
+    results = [fake('student', 0, 4.0), fake('student', 1, 5.0),
+               fake('TID', 0, 5.0), fake('TID', 1, 5.5)]
+    rows = {line.split(' | ')[0][2:]: line for line in benchmark.table(results).splitlines()[2:]}
+    # student mean 4.5, sample std of (4, 5) = 0.707
+    assert rows['student'].split(' | ')[1] == '4.5 ± 0.7'
+    # TID: mean 5.25 -> '5.2' (round half to even), std of (5, 5.5) = 0.354;
+    # gains +1.0 and +0.5 -> mean +0.75
+    assert rows['TID'].split(' | ')[1] == '5.2 ± 0.4'
+    assert '+0.8 (+1.0, +0.5)' in rows['TID']
+    assert rows['TID'].endswith('| 5.0, 5.5 |')
+
+
+def test_single_seed_has_no_std_and_gain_from_baseline_runs():
+    md = benchmark.table([fake('TID', 0, 5.3)], baseline=[fake('student', 0, 4.1)])
+    row = md.splitlines()[2]
+    assert row.split(' | ')[1] == '5.3' and '+1.2 (+1.2)' in row
+
+
+def test_finished_run_is_skipped(tmp_path, monkeypatch):
+    wd = benchmark.run_dir(str(tmp_path), 'TID', 0)
+    os.makedirs(wd)
+    info = dict(fake('TID', 0, 5.0), train_seconds=1.0)
+    with open(osp.join(wd, 'run_info.json'), 'w') as f:
+        json.dump(info, f)
+    with open(osp.join(wd, 'epoch_5.pth'), 'w') as f:
+        f.write('x')
+    with open(osp.join(wd, 'last_checkpoint'), 'w') as f:
+        f.write(osp.join(wd, 'epoch_5.pth'))
+    os.makedirs(osp.join(wd, '20260101_000000', 'vis_data'))
+    with open(osp.join(wd, '20260101_000000', 'vis_data', 'scalars.json'), 'w') as f:
+        f.write(json.dumps({'coco/bbox_mAP': 0.05}) + '\n')
+
+    def no_training(*a, **k):
+        raise AssertionError('a finished run was trained again')
+    monkeypatch.setattr(benchmark.subprocess, 'run', no_training)
+    assert benchmark.train_one('TID', 0, str(tmp_path), 'unused.pth', 1) == info
