@@ -108,3 +108,18 @@ def test_visual_maps_give_per_level_tid_masks(weights):
         assert torch.equal(split_levels(torch.cat([m.flatten(1) for m in maps['M (Eq. 11)']], 1),
                                         [m.shape[-2:] for m in maps['M (Eq. 11)']])[0],
                            maps['M (Eq. 11)'][0])
+
+
+@pytest.mark.parametrize('kind', ['retina', 'gfl'])
+def test_batch_without_any_gt_gives_zero_loss(kind, weights):
+    """No GT in the whole batch: V_information is 0 everywhere, so every value is
+    in the low band with M = 0.05 x 0 and the loss is exactly 0 (not NaN)."""
+    ckpt = weights(tiny_model_cfg(kind, 16))
+    d = MODELS.build(tid_distiller_cfg(kind, ckpt))
+    d.train()
+    data = tid_batch()
+    data['data_samples'][0].gt_instances = InstanceData(
+        bboxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.long))
+    MessageHub.get_current_instance().update_info('iter', 0)
+    losses = d(**d.data_preprocessor(data, True), mode='loss')
+    assert losses['distill.loss_tid'].item() == 0.0
