@@ -322,9 +322,12 @@ def value_bands(v: Tensor, alphas: Sequence[float] = (1.0, 1.0, 1.0),
         M = v \ (v \ge 1);\quad 0.7 v \ (0.01 \le v < 1);\quad 0.05 v \ (v < 0.01)
 
     Weight = α_high M_high + α_med M_med + α_low M_low with the bands'
-    indicator-masked M. ``low_band='constant'`` (option) gives the low band a
-    constant 0.05 instead of 0.05 v, so background is weakly distilled rather
-    than dropped (with the literal rule V = 0 off the GT vicinity gives 0).
+    indicator-masked M. ``low_band='scaled'`` is Eq. 11 as printed: 0.05 v,
+    which is 0 wherever V = 0 (everything off the GT vicinities and outside key
+    areas), so background is never distilled. ``'constant'`` gives the whole
+    low band 0.05, "suppressed" as the text says rather than dropped; it is
+    TIDLoss's default because it scored higher on the synthetic benchmark
+    (docs/tid.md).
 
     Returns:
         tuple[Tensor, Tensor]: M and the weight, both like ``v``.
@@ -368,7 +371,9 @@ class TIDLoss(BaseDistillLoss):
         vicinity (float): GT vicinity width relative to max(w, h), Eq. 9.
         info_decay (str): ``'decreasing'`` or ``'as_printed'``, Eq. 9.
         band_alphas (tuple): α_high, α_med, α_low of Eq. 12.
-        low_band (str): ``'scaled'`` (Eq. 11) or ``'constant'``.
+        low_band (str): ``'constant'`` (default, chosen by the synthetic
+            ablation in docs/tid.md) or ``'scaled'`` (Eq. 11 literally), see
+            :func:`value_bands`.
         normalize (str): ``'mask'``: divide by the sum of W over the batch
             (as FRS's N_l, so α-like loss weights transfer); ``'batch'``:
             divide by the number of images (FGD's convention).
@@ -389,7 +394,7 @@ class TIDLoss(BaseDistillLoss):
                  atss_neg_ratio: float = 0.8, areas: Sequence[str] = ('key', 'weak'),
                  key_mode: str = 'score', weak_nms_iou: Optional[float] = 0.5,
                  vicinity: float = 0.5, info_decay: str = 'decreasing',
-                 band_alphas: Sequence[float] = (1.0, 1.0, 1.0), low_band: str = 'scaled',
+                 band_alphas: Sequence[float] = (1.0, 1.0, 1.0), low_band: str = 'constant',
                  normalize: str = 'mask', head: str = 'bbox_head', **kwargs):
         super().__init__(**kwargs)
         choices = dict(topk_scope=(topk_scope, SCOPES), loc_score=(loc_score, ('detector', 'iou')),

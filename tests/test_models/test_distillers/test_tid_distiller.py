@@ -90,7 +90,7 @@ def test_visual_maps_give_per_level_tid_masks(weights):
     maps per FPN level, at each level's H, W, equal to masks() split by level."""
     from mmkd_det.models.losses.tid_loss import split_levels
     ckpt = weights(tiny_model_cfg('retina', 16))
-    d = MODELS.build(tid_distiller_cfg('retina', ckpt))
+    d = MODELS.build(tid_distiller_cfg('retina', ckpt, low_band='scaled'))
     d.eval()
     batch = d.data_preprocessor(tid_batch(), False)
     maps = d.visual_maps(batch['inputs'], batch['data_samples'])['loss_tid']
@@ -99,7 +99,7 @@ def test_visual_maps_give_per_level_tid_masks(weights):
     feats = d.student.extract_feat(batch['inputs'])
     for levels in maps.values():
         assert [tuple(m.shape) for m in levels] == [(2, *f.shape[-2:]) for f in feats]
-    # the image without GT has no information value and so an all-zero M
+    # the image without GT has no information value and so (literal Eq. 11) M = 0
     assert all(float(m[1].abs().sum()) == 0 for m in maps['M (Eq. 11)'])
     assert any(float(m[0].sum()) > 0 for m in maps['V_information (Eq. 9)'])
     # records were released after the call
@@ -111,11 +111,13 @@ def test_visual_maps_give_per_level_tid_masks(weights):
 
 
 @pytest.mark.parametrize('kind', ['retina', 'gfl'])
-def test_batch_without_any_gt_gives_zero_loss(kind, weights):
+def test_batch_without_any_gt(kind, weights):
     """No GT in the whole batch: V_information is 0 everywhere, so every value is
-    in the low band with M = 0.05 x 0 and the loss is exactly 0 (not NaN)."""
+    in the low band. Literal Eq. 11 (M = 0.05 x 0): the loss is exactly 0, not
+    NaN. Default low_band='constant': every location weighs 0.05, so the loss is
+    the plain mean over locations of the channel-summed squared difference."""
     ckpt = weights(tiny_model_cfg(kind, 16))
-    d = MODELS.build(tid_distiller_cfg(kind, ckpt))
+    d = MODELS.build(tid_distiller_cfg(kind, ckpt, low_band='scaled'))
     d.train()
     data = tid_batch()
     data['data_samples'][0].gt_instances = InstanceData(
@@ -123,3 +125,15 @@ def test_batch_without_any_gt_gives_zero_loss(kind, weights):
     MessageHub.get_current_instance().update_info('iter', 0)
     losses = d(**d.data_preprocessor(data, True), mode='loss')
     assert losses['distill.loss_tid'].item() == 0.0
+
+    d2 = MODELS.build(tid_distiller_cfg(kind, ckpt))
+    d2.train()
+    batch = d2.data_preprocessor(data, True)
+    with d2.student_recorder:
+        d2.student.loss(batch['inputs'], batch['data_samples'])
+    d2._teacher_forward(batch['inputs'])
+    kw = d2._loss_kwargs('loss_tid', batch['data_samples'])
+    loss = d2.distill_losses['loss_tid']
+    s_feats = loss.adapt('s_feats', kw['s_feats'], kw['t_feats'])
+    sq = torch.cat([(t - s).pow(2).sum(1).flatten(1) for s, t in zip(s_feats, kw['t_feats'])], 1)
+    torch.testing.assert_close(loss(**kw), sq.mean())

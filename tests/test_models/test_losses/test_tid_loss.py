@@ -535,7 +535,8 @@ def test_tid_loss_value_from_masks(normalize):
     weight = masks['weight']
     assert masks['shapes'] == [(8, 8), (4, 4), (2, 2), (1, 1), (1, 1)]
     assert weight.sum() > 0 and not weight.requires_grad
-    assert_equal(weight[1], torch.zeros(weight.shape[1]))   # image without GT: V_info = 0
+    # image without GT: V_info = 0, all low band, constant 0.05 (default low_band)
+    assert_equal(weight[1], torch.full((weight.shape[1],), 0.05))
     adapted = loss.adapt('s_feats', s_feats, t_feats)
     total, start = 0.0, 0
     for s, tf in zip(adapted, t_feats):
