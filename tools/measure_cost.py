@@ -28,12 +28,15 @@ sys.path.insert(0, ROOT)
 
 
 def main():
+    from mmengine.config import DictAction
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config')
     p.add_argument('--teacher-ckpt')
     p.add_argument('--iters', type=int, default=30)
     p.add_argument('--warmup', type=int, default=5)
     p.add_argument('--json')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                   help='key=value overrides, as in tools/train.py')
     args = p.parse_args()
     os.chdir(ROOT)
     import torch
@@ -44,6 +47,7 @@ def main():
     import mmkd_det  # noqa: F401
     from mmkd_det.registry import MODELS
     cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
     if args.teacher_ckpt:
         cfg.model.teacher_ckpt = args.teacher_ckpt
     with DefaultScope.overwrite_default_scope('mmkd_det'):
