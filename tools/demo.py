@@ -82,9 +82,12 @@ def main():
         wd = osp.join(args.work_dir, name.replace(' + ', '_').replace(' ', '_').lower())
         os.makedirs(wd, exist_ok=True)
         extra = ['model.teacher_ckpt=' + teacher_ckpt] if needs_teacher else []
-        secs = 0.0
+        secs_file = osp.join(wd, 'train_seconds.txt')
         if not (final_checkpoint(wd) and last_metrics(wd)):
-            secs = train(cfg, wd, args.seed, extra)
+            with open(secs_file, 'w') as f:
+                f.write(str(train(cfg, wd, args.seed, extra)))
+        # a reused run reports the time it took when it was trained (nan if unknown)
+        secs = float(open(secs_file).read()) if osp.isfile(secs_file) else float('nan')
         metrics = last_metrics(wd)
         if name == 'teacher':
             teacher_ckpt = final_checkpoint(wd)
