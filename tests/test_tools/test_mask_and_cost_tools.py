@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from mmengine.registry import DefaultScope
 
 from mmkd_det.datasets.synthetic import generate_synthetic_dataset
 from mmkd_det.models.distillers import load_model_cfg
@@ -23,7 +24,8 @@ def setup(tmp_path_factory):
                                formats=('coco',))
     teacher = load_model_cfg(osp.join(ROOT, 'configs/synthetic/retinanet_r18w48_synthetic.py'),
                              'teacher')
-    ckpt = save_weights(teacher, str(tmp / 'teacher.pth'))
+    with DefaultScope.overwrite_default_scope('mmkd_det'):   # module fixture: no autouse scope
+        ckpt = save_weights(teacher, str(tmp / 'teacher.pth'))
     options = ['--cfg-options', f'train_dataloader.dataset.data_root={root}/',
                f'val_dataloader.dataset.data_root={root}/', 'train_dataloader.batch_size=2']
     return tmp, ckpt, options
