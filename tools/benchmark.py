@@ -42,6 +42,11 @@ RUNS = {
     # Table 5: LDAM areas
     'TID key only': (ABL + 'tid_retina_r18w48_r18w32_synthetic_key_only.py', []),
     'TID weak only': (ABL + 'tid_retina_r18w48_r18w32_synthetic_weak_only.py', []),
+    # the TID paper's detector: GFL (teacher GFL R18-w48, --teacher-ckpt its seed-0 run)
+    'GFL teacher': (SYN + 'gfl_r18w48_synthetic.py', []),
+    'GFL student': (SYN + 'gfl_r18w32_synthetic.py', []),
+    'GFL FRS': (SYN + 'frs_gfl_r18w48_r18w32_synthetic.py', []),
+    'GFL TID': (SYN + 'tid_gfl_r18w48_r18w32_synthetic.py', []),
     # readings of ambiguous passages (docs/tid.md), one change each from the
     # literal Eq. 11 low band they were screened against
     'TID low band scaled': (TID, [LIT]),
@@ -58,6 +63,7 @@ PRESETS = {
     'main': ['teacher', 'student', 'FRS', 'TID'],
     'tid_ablation': ['student', 'FRS', 'TID', 'TID cls only', 'TID reg only', 'TID raw IoU',
                      'TID key only', 'TID weak only'],
+    'gfl': ['GFL student', 'GFL FRS', 'GFL TID'],
     'tid_readings': ['TID', 'TID low band scaled', 'TID gamma 0.025', 'TID gamma 0.25',
                      'TID key indicator', 'TID Eq9 as printed', 'TID batch top-k',
                      'TID Eq9 as printed + low band constant'],
@@ -66,6 +72,11 @@ PRESETS = {
 
 def run_dir(work_dir: str, name: str, seed: int) -> str:
     return osp.join(work_dir, name.replace(' ', '_').replace('.', ''), f'seed{seed}')
+
+
+def needs_teacher(cfg: str) -> bool:
+    from mmengine.config import Config
+    return Config.fromfile(osp.join(ROOT, cfg)).model.get('type') == 'Distiller'
 
 
 def train_one(name: str, seed: int, work_dir: str, teacher_ckpt: str, threads: int) -> dict:
@@ -77,7 +88,7 @@ def train_one(name: str, seed: int, work_dir: str, teacher_ckpt: str, threads: i
         return done
     os.makedirs(wd, exist_ok=True)
     options = [f'randomness.seed={seed}', *options]
-    if name != 'teacher' and name != 'student':
+    if needs_teacher(cfg):
         options.append(f'model.teacher_ckpt={teacher_ckpt}')
     cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), cfg, '--work-dir', wd,
            '--cfg-options', *options]
@@ -114,21 +125,24 @@ def _cell(values: list) -> str:
 
 
 def table(results: list, baseline: list = ()) -> str:
-    """Markdown table; gains are paired by seed against ``student`` runs (from
-    ``results``, else ``baseline``)."""
+    """Markdown table; gains are paired by seed against the student runs (from
+    ``results``, else ``baseline``) of the same detector."""
     by_name = {}
     for r in results:
         by_name.setdefault(r['name'], {})[r['seed']] = [100 * r['metrics']['coco/' + k]
                                                       for k in METRICS]
-    base = by_name.get('student') or {r['seed']: [100 * r['metrics']['coco/bbox_mAP']]
-                                      for r in baseline}
+    fallback = {r['seed']: [100 * r['metrics']['coco/bbox_mAP']] for r in baseline}
     lines = ['| run | mAP | AP50 | AP75 | APs | APm | APl | gain vs student | per-seed mAP |',
              '|---|---|---|---|---|---|---|---|---|']
     for name, seeds in by_name.items():
         rows = [seeds[s] for s in sorted(seeds)]
         cells = ' | '.join(_cell(list(c)) for c in zip(*rows))
+        # a run is compared with '<its first word> student' when the matrix has one
+        # ('GFL TID' -> 'GFL student'), else with 'student'
+        base = by_name.get(name.split(' ')[0] + ' student') or by_name.get('student') \
+            or fallback
         paired = [seeds[s][0] - base[s][0] for s in sorted(seeds) if s in base]
-        gain = '' if name in ('student', 'teacher') or not paired else \
+        gain = '' if name.endswith('student') or name.endswith('teacher') or not paired else \
             f'{st.mean(paired):+.1f} ({", ".join(f"{g:+.1f}" for g in paired)})'
         per_seed = ', '.join(f'{seeds[s][0]:.1f}' for s in sorted(seeds))
         lines.append(f'| {name} | {cells} | {gain} | {per_seed} |')

@@ -52,3 +52,12 @@ def test_finished_run_is_skipped(tmp_path, monkeypatch):
         raise AssertionError('a finished run was trained again')
     monkeypatch.setattr(benchmark.subprocess, 'run', no_training)
     assert benchmark.train_one('TID', 0, str(tmp_path), 'unused.pth', 1) == info
+
+
+def test_gain_against_the_student_of_the_same_detector():
+    results = [fake('student', 0, 4.0), fake('GFL student', 0, 6.0), fake('GFL TID', 0, 6.5),
+               fake('TID cls only', 0, 5.0)]
+    rows = {line.split(' | ')[0][2:]: line for line in benchmark.table(results).splitlines()[2:]}
+    assert '+0.5 (+0.5)' in rows['GFL TID']
+    assert '+1.0 (+1.0)' in rows['TID cls only']
+    assert rows['GFL student'].split(' | ')[7] == ''

@@ -1,0 +1,13 @@
+# GFL teacher on the embedded synthetic data: 48 base channels, 96-channel
+# FPN/head, 10 epochs (as the RetinaNet teacher).
+_base_ = ['./gfl_r18w32_synthetic.py']
+model = dict(
+    backbone=dict(base_channels=48),
+    neck=dict(in_channels=[96, 192, 384], out_channels=96),
+    bbox_head=dict(in_channels=96, feat_channels=96))
+max_epochs = 10
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, eta_min=1e-5)
+]
