@@ -28,6 +28,7 @@ SYN = 'configs/synthetic/'
 TID = SYN + 'tid_retina_r18w48_r18w32_synthetic.py'
 ABL = SYN + 'ablations/'
 LIT = 'model.distill_losses.loss_tid.low_band=scaled'
+_T = 'model.distill_losses.loss_tid.'
 #: run name -> (config, cfg-options). Names are stable: work dirs use them.
 RUNS = {
     'teacher': (SYN + 'retinanet_r18w48_synthetic.py', []),
@@ -47,6 +48,12 @@ RUNS = {
     'GFL student': (SYN + 'gfl_r18w32_synthetic.py', []),
     'GFL FRS': (SYN + 'frs_gfl_r18w48_r18w32_synthetic.py', []),
     'GFL TID': (SYN + 'tid_gfl_r18w48_r18w32_synthetic.py', []),
+    # Tables 3-5 on GFL (the options of the RetinaNet ablation configs)
+    'GFL TID cls only': (SYN + 'tid_gfl_r18w48_r18w32_synthetic.py', [_T + 'tasks=[cls]']),
+    'GFL TID reg only': (SYN + 'tid_gfl_r18w48_r18w32_synthetic.py', [_T + 'tasks=[reg]']),
+    'GFL TID raw IoU': (SYN + 'tid_gfl_r18w48_r18w32_synthetic.py', [_T + 'loc_score=iou']),
+    'GFL TID key only': (SYN + 'tid_gfl_r18w48_r18w32_synthetic.py', [_T + 'areas=[key]']),
+    'GFL TID weak only': (SYN + 'tid_gfl_r18w48_r18w32_synthetic.py', [_T + 'areas=[weak]']),
     # readings of ambiguous passages (docs/tid.md), one change each from the
     # literal Eq. 11 low band they were screened against
     'TID low band scaled': (TID, [LIT]),
@@ -64,6 +71,9 @@ PRESETS = {
     'tid_ablation': ['student', 'FRS', 'TID', 'TID cls only', 'TID reg only', 'TID raw IoU',
                      'TID key only', 'TID weak only'],
     'gfl': ['GFL student', 'GFL FRS', 'GFL TID'],
+    'gfl_tid_ablation': ['GFL student', 'GFL FRS', 'GFL TID', 'GFL TID cls only',
+                         'GFL TID reg only', 'GFL TID raw IoU', 'GFL TID key only',
+                         'GFL TID weak only'],
     'tid_readings': ['TID', 'TID low band scaled', 'TID gamma 0.025', 'TID gamma 0.25',
                      'TID key indicator', 'TID Eq9 as printed', 'TID batch top-k',
                      'TID Eq9 as printed + low band constant'],

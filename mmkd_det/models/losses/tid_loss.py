@@ -405,6 +405,8 @@ class TIDLoss(BaseDistillLoss):
         for key, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ValueError(f'TIDLoss {key}={value!r}; choose one of {allowed}.')
+        tasks = (tasks, ) if isinstance(tasks, str) else tasks
+        areas = (areas, ) if isinstance(areas, str) else areas
         for key, value, allowed in (('tasks', tasks, ('cls', 'reg')),
                                     ('areas', areas, ('key', 'weak'))):
             if not value or set(value) - set(allowed):

@@ -553,3 +553,11 @@ def test_tid_loss_value_from_masks(normalize):
     assert all(p.grad is not None for p in loss.adapters.parameters())
     assert student.neck.fpn_convs[0].conv.weight.grad is not None
     assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_single_task_or_area_may_be_a_string():
+    # --cfg-options tasks=cls gives a string; it means ('cls',), not the letters c, l, s
+    loss = TIDLoss(tasks='cls', areas='weak')
+    assert loss.tasks == ('cls', ) and loss.areas == ('weak', )
+    with pytest.raises(ValueError, match='tasks'):
+        TIDLoss(tasks='box')
