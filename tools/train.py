@@ -4,6 +4,8 @@ import os
 import os.path as osp
 import sys
 
+import torch
+
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmengine.config import Config, DictAction  # noqa: E402
@@ -64,6 +66,11 @@ def main():
         sys.exit(f'[mmkd_det] {err}')
     runner = Runner.from_cfg(cfg)
     runner.train()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # an orderly shutdown: without it a gloo worker can abort at exit
+        # ("terminate called without an active exception") after a finished run
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == '__main__':
