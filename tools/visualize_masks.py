@@ -35,14 +35,14 @@ def parse_args():
 
 
 def load_student(model, path):
+    """Student weights from a Distiller checkpoint or an exported student."""
+    from mmkd_det.apis import student_checkpoint
     from mmkd_det.compat import load_checkpoint_file
-    state = load_checkpoint_file(path)
-    state = state.get('state_dict', state)
+    ckpt = load_checkpoint_file(path)
+    state = ckpt.get('state_dict', ckpt)
     if any(k.startswith('student.') for k in state):       # a Distiller checkpoint
-        model.load_state_dict(state, strict=False)
-        missing = [k for k in model.state_dict() if k not in state]
-    else:                                                   # an exported student
-        missing = model.student.load_state_dict(state, strict=False).missing_keys
+        state = student_checkpoint(ckpt)['state_dict']
+    missing = model.student.load_state_dict(state, strict=False).missing_keys
     if missing:
         print(f'warning: {len(missing)} weights not in {path}, e.g. {missing[:3]}')
 

@@ -184,15 +184,20 @@ class Distiller(BaseModel):
                                f'is not bound; set inputs=dict({arg}="student.<record>").')
         return binding
 
+    @staticmethod
+    def _record_forward(model, recorder, heads, inputs: torch.Tensor) -> None:
+        """Backbone, neck and the recorded ``heads`` of ``model`` under ``recorder``."""
+        with recorder:
+            feats = model.extract_feat(inputs)
+            for head in heads:
+                getattr(model, head)(feats)
+
     @torch.no_grad()
     def _probe(self, model, recorder, heads, size) -> Dict[str, List[torch.Size]]:
         was_training = model.training
         model.eval()
         try:
-            with recorder:
-                feats = model.extract_feat(torch.zeros(1, 3, size, size))
-                for head in heads:
-                    getattr(model, head)(feats)
+            self._record_forward(model, recorder, heads, torch.zeros(1, 3, size, size))
             return {n: [t.shape for t in recorder.get(n)] for n in recorder.specs}
         finally:
             model.train(was_training)
@@ -235,10 +240,8 @@ class Distiller(BaseModel):
         return self.student(inputs, data_samples, mode)
 
     def _teacher_forward(self, inputs: torch.Tensor) -> None:
-        with torch.no_grad(), self.teacher_recorder:
-            feats = self.teacher.extract_feat(inputs)
-            for head in self.teacher_heads:
-                getattr(self.teacher, head)(feats)
+        with torch.no_grad():
+            self._record_forward(self.teacher, self.teacher_recorder, self.teacher_heads, inputs)
 
     def _loss_kwargs(self, name: str, data_samples) -> dict:
         """Arguments of loss ``name`` from the current records and extras."""
@@ -282,10 +285,7 @@ class Distiller(BaseModel):
         """Per loss that defines ``visual_maps``: its named per-level (N, H, W)
         weighting maps on this batch (for tools/visualize_masks.py). The student
         runs its backbone, neck and recorded heads in its current mode."""
-        with self.student_recorder:
-            feats = self.student.extract_feat(inputs)
-            for head in self._student_heads:
-                getattr(self.student, head)(feats)
+        self._record_forward(self.student, self.student_recorder, self._student_heads, inputs)
         self._teacher_forward(inputs if teacher_inputs is None else teacher_inputs)
         maps = {name: loss.visual_maps(**self._loss_kwargs(name, data_samples))
                 for name, loss in self.distill_losses.items() if hasattr(loss, 'visual_maps')}
