@@ -87,7 +87,10 @@ def main():
             with open(secs_file, 'w') as f:
                 f.write(str(train(cfg, wd, args.seed, extra)))
         # a reused run reports the time it took when it was trained (nan if unknown)
-        secs = float(open(secs_file).read()) if osp.isfile(secs_file) else float('nan')
+        secs = float('nan')
+        if osp.isfile(secs_file):
+            with open(secs_file) as f:
+                secs = float(f.read())
         metrics = last_metrics(wd)
         if name == 'teacher':
             teacher_ckpt = final_checkpoint(wd)

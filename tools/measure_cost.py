@@ -48,6 +48,9 @@ def main():
     from mmkd_det.registry import MODELS
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(args.cfg_options)
+    if cfg.model.get('type') != 'Distiller':
+        sys.exit(f'{args.config} is not a distillation config (model.type is '
+                 f'{cfg.model.get("type")!r}); give a config whose model is a Distiller.')
     if args.teacher_ckpt:
         cfg.model.teacher_ckpt = args.teacher_ckpt
     with DefaultScope.overwrite_default_scope('mmkd_det'):
