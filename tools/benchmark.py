@@ -29,6 +29,7 @@ TID = SYN + 'tid_retina_r18w48_r18w32_synthetic.py'
 ABL = SYN + 'ablations/'
 LIT = 'model.distill_losses.loss_tid.low_band=scaled'
 _T = 'model.distill_losses.loss_tid.'
+SKD = 'skd_retina_r18w48_r18w32_synthetic'
 #: run name -> (config, cfg-options). Names are stable: work dirs use them.
 RUNS = {
     'teacher': (SYN + 'retinanet_r18w48_synthetic.py', []),
@@ -65,9 +66,21 @@ RUNS = {
     # and on the chosen default (low_band='constant')
     'TID Eq9 as printed + low band constant': (
         TID, ['model.distill_losses.loss_tid.info_decay=as_printed']),
+    # Structured KD and its Table VII / VIII ablations
+    'SKD': (SYN + SKD + '.py', []),
+    'SKD AT only': (ABL + SKD + '_at_only.py', []),
+    'SKD AM only': (ABL + SKD + '_am_only.py', []),
+    'SKD NLD only': (ABL + SKD + '_nld_only.py', []),
+    'SKD AT+AM': (ABL + SKD + '_agd.py', []),
+    'SKD AT+AM spatial': (ABL + SKD + '_agd_spatial.py', []),
+    'SKD AT+AM channel': (ABL + SKD + '_agd_channel.py', []),
+    'SKD authors code': (ABL + SKD + '_authors_code.py', []),
 }
 PRESETS = {
-    'main': ['teacher', 'student', 'FRS', 'TID'],
+    'main': ['teacher', 'student', 'FRS', 'TID', 'SKD'],
+    'skd_ablation': ['student', 'FRS', 'SKD', 'SKD AT only', 'SKD AM only', 'SKD NLD only',
+                     'SKD AT+AM', 'SKD AT+AM spatial', 'SKD AT+AM channel',
+                     'SKD authors code'],
     'tid_ablation': ['student', 'FRS', 'TID', 'TID cls only', 'TID reg only', 'TID raw IoU',
                      'TID key only', 'TID weak only'],
     'gfl': ['GFL student', 'GFL FRS', 'GFL TID'],

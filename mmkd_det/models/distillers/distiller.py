@@ -267,14 +267,18 @@ class Distiller(BaseModel):
         self._teacher_forward(inputs if teacher_inputs is None else teacher_inputs)
         for name, loss in self.distill_losses.items():
             value = loss(**self._loss_kwargs(name, data_samples))
-            if not torch.isfinite(value).all():
-                it = MessageHub.get_current_instance().get_info('iter', 0)
-                raise FloatingPointError(
-                    f'Distillation loss {name} is {value.item()} at iteration {it}. Check that '
-                    f'the teacher checkpoint matches the teacher config and both use the same '
-                    f'preprocessing; otherwise lower its loss_weight, raise warmup_iters or '
-                    f'add optim_wrapper.clip_grad.')
-            losses[f'distill.{name}'] = value * scale
+            # a loss may return its terms (each logged, all summed by the runner)
+            terms = {f'{name}.{k}': v for k, v in value.items()} \
+                if isinstance(value, dict) else {name: value}
+            for key, term in terms.items():
+                if not torch.isfinite(term).all():
+                    it = MessageHub.get_current_instance().get_info('iter', 0)
+                    raise FloatingPointError(
+                        f'Distillation loss {key} is {term.item()} at iteration {it}. Check '
+                        f'that the teacher checkpoint matches the teacher config and both use '
+                        f'the same preprocessing; otherwise lower its loss_weight, raise '
+                        f'warmup_iters or add optim_wrapper.clip_grad.')
+                losses[f'distill.{key}'] = term * scale
         # drop the references now: teacher tensors need not live through backward
         self.student_recorder.reset()
         self.teacher_recorder.reset()
