@@ -75,12 +75,17 @@ RUNS = {
     'SKD AT+AM spatial': (ABL + SKD + '_agd_spatial.py', []),
     'SKD AT+AM channel': (ABL + SKD + '_agd_channel.py', []),
     'SKD authors code': (ABL + SKD + '_authors_code.py', []),
+    'MaskRCNN teacher': (SYN + 'mask_rcnn_r18w48_synthetic.py', []),
+    'MaskRCNN student': (SYN + 'mask_rcnn_r18w32_synthetic.py', []),
+    'MaskRCNN SKD': (SYN + 'skd_mask_rcnn_r18w48_r18w32_synthetic.py', []),
 }
 PRESETS = {
     'main': ['teacher', 'student', 'FRS', 'TID', 'SKD'],
     'skd_ablation': ['student', 'FRS', 'SKD', 'SKD AT only', 'SKD AM only', 'SKD NLD only',
                      'SKD AT+AM', 'SKD AT+AM spatial', 'SKD AT+AM channel',
                      'SKD authors code'],
+    # train 'MaskRCNN teacher' (seed 0) first and pass its checkpoint as --teacher-ckpt
+    'mask_rcnn': ['MaskRCNN student', 'MaskRCNN SKD'],
     'tid_ablation': ['student', 'FRS', 'TID', 'TID cls only', 'TID reg only', 'TID raw IoU',
                      'TID key only', 'TID weak only'],
     'gfl': ['GFL student', 'GFL FRS', 'GFL TID'],
@@ -147,16 +152,20 @@ def _cell(values: list) -> str:
     return f'{st.mean(values):.1f} ± {st.stdev(values):.1f}'
 
 
-def table(results: list, baseline: list = ()) -> str:
-    """Markdown table; gains are paired by seed against the student runs (from
-    ``results``, else ``baseline``) of the same detector."""
+def table(results: list, baseline: list = (), kind: str = 'bbox') -> str:
+    """Markdown table of ``kind`` ('bbox' or 'segm') AP; gains are paired by seed
+    against the student runs (from ``results``, else ``baseline``) of the same
+    detector. Runs without ``kind`` metrics are left out."""
+    keys = ['coco/' + k.replace('bbox', kind) for k in METRICS]
     by_name = {}
     for r in results:
-        by_name.setdefault(r['name'], {})[r['seed']] = [100 * r['metrics']['coco/' + k]
-                                                      for k in METRICS]
-    fallback = {r['seed']: [100 * r['metrics']['coco/bbox_mAP']] for r in baseline}
-    lines = ['| run | mAP | AP50 | AP75 | APs | APm | APl | gain vs student | per-seed mAP |',
-             '|---|---|---|---|---|---|---|---|---|']
+        if keys[0] in r['metrics']:
+            by_name.setdefault(r['name'], {})[r['seed']] = [100 * r['metrics'][k] for k in keys]
+    fallback = {r['seed']: [100 * r['metrics'][keys[0]]] for r in baseline
+                if keys[0] in r['metrics']}
+    title = 'mAP' if kind == 'bbox' else f'{kind} mAP'
+    lines = [f'| run | {title} | AP50 | AP75 | APs | APm | APl | gain vs student | '
+             f'per-seed mAP |', '|---|---|---|---|---|---|---|---|---|']
     for name, seeds in by_name.items():
         rows = [seeds[s] for s in sorted(seeds)]
         cells = ' | '.join(_cell(list(c)) for c in zip(*rows))
@@ -197,7 +206,7 @@ def main():
         results = [r for r in (finished(args.work_dir, n, s) for n in names for s in args.seeds)
                    if r]
         baseline = [r for r in (finished(args.work_dir, 'student', s) for s in args.seeds) if r]
-        return write(table(results, baseline), results, out)
+        return write(report(results, baseline), results, out)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     teacher = args.teacher_ckpt
     if teacher is None:
@@ -208,7 +217,15 @@ def main():
         results = list(pool.map(
             lambda j: train_one(j[0], j[1], args.work_dir, teacher, threads), jobs))
     baseline = [r for r in (finished(args.work_dir, 'student', s) for s in args.seeds) if r]
-    write(table(results, baseline), results, out)
+    write(report(results, baseline), results, out)
+
+
+def report(results: list, baseline: list) -> str:
+    """The box table, plus a mask table when any run has segm metrics."""
+    md = table(results, baseline)
+    if any('coco/segm_mAP' in r['metrics'] for r in results):
+        md += '\n\nInstance segmentation (mask AP):\n\n' + table(results, baseline, 'segm')
+    return md
 
 
 def write(md: str, results: list, stem: str) -> None:

@@ -61,3 +61,21 @@ def test_gain_against_the_student_of_the_same_detector():
     assert '+0.5 (+0.5)' in rows['GFL TID']
     assert '+1.0 (+1.0)' in rows['TID cls only']
     assert rows['GFL student'].split(' | ')[7] == ''
+
+
+def test_report_adds_a_mask_table_for_instance_segmentation_runs():
+    def with_segm(name, seed, box, mask):
+        r = fake(name, seed, box)
+        r['metrics'].update({'coco/' + k.replace('bbox', 'segm'): mask / 100
+                             for k in benchmark.METRICS})
+        return r
+    results = [fake('student', 0, 4.0), with_segm('MaskRCNN student', 0, 6.0, 5.0),
+               with_segm('MaskRCNN SKD', 0, 6.5, 4.0)]
+    md = benchmark.report(results, [])
+    box, _, mask = md.partition('Instance segmentation (mask AP):')
+    box_rows = {line.split(' | ')[0][2:]: line for line in box.strip().splitlines()[2:]}
+    mask_rows = {line.split(' | ')[0][2:]: line for line in mask.strip().splitlines()[2:]}
+    assert '+0.5 (+0.5)' in box_rows['MaskRCNN SKD']        # vs 'MaskRCNN student' box 6.0
+    assert '-1.0 (-1.0)' in mask_rows['MaskRCNN SKD']       # mask 4.0 vs 5.0
+    assert 'student' not in mask_rows                       # no segm metrics: left out
+    assert 'Instance segmentation' not in benchmark.report(results[:1], [])
