@@ -33,21 +33,26 @@ class SubsampledNonLocal2d(NonLocal2d):
             or ``'concatenation'``.
         norm_cfg (dict, optional): norm after the output conv. Defaults to BN.
         zeros_init (bool): zero the output norm (identity at init).
+        ceil_mode (bool): pool windows cover odd borders (a 7-wide level keeps
+            4 keys at stride 2, never 0). mmcv, mmrazor and the authors' code
+            round down (3 keys); set False to reproduce them on odd sizes.
+            Defaults to True.
     """
 
     def __init__(self, in_channels: int, sub_sample: int = 1, reduction: int = 2,
                  mode: str = 'embedded_gaussian', norm_cfg: Optional[Dict] = dict(type='BN'),
-                 zeros_init: bool = True, **kwargs):
+                 zeros_init: bool = True, ceil_mode: bool = True, **kwargs):
         sub_sample = int(sub_sample)
         if sub_sample < 1:
             raise ValueError(f'sub_sample must be a stride >= 1, got {sub_sample}.')
         super().__init__(in_channels, sub_sample=False, reduction=reduction, mode=mode,
                          norm_cfg=norm_cfg, zeros_init=zeros_init, **kwargs)
         self.stride = sub_sample
+        self.ceil_mode = ceil_mode
         if sub_sample > 1:
             # mmcv's forward reads phi(x) for the Gaussian mode only when sub_sample is set
             self.sub_sample = True
-            pool = nn.MaxPool2d(kernel_size=sub_sample, stride=sub_sample, ceil_mode=True)
+            pool = nn.MaxPool2d(kernel_size=sub_sample, stride=sub_sample, ceil_mode=ceil_mode)
             self.g = nn.Sequential(self.g, pool)
             self.phi = pool if mode == 'gaussian' else nn.Sequential(self.phi, pool)
 
@@ -69,5 +74,8 @@ class SubsampledNonLocal2d(NonLocal2d):
     def relation_bytes(self, height: int, width: int, batch: int = 1,
                        bytes_per_element: int = 4) -> int:
         """Size of one pairwise matrix (Eq. 5's ``f``) for an ``H x W`` input."""
-        keys = -(-height // self.stride) * -(-width // self.stride)
+        if self.ceil_mode:
+            keys = -(-height // self.stride) * -(-width // self.stride)
+        else:
+            keys = (height // self.stride) * (width // self.stride)
         return batch * height * width * keys * bytes_per_element

@@ -59,6 +59,7 @@ PRESETS: Dict[str, dict] = dict(
 MASK_MODES = ('softmax_of_sum', 'mean_of_softmax')
 AT_MODES = ('attention', 'pooled')
 ATTENTIONS = ('spatial', 'channel')
+NONLOCAL_MODES = ('embedded_gaussian', 'dot_product', 'gaussian', 'concatenation')
 
 
 def spatial_attention(feat: Tensor) -> Tensor:
@@ -111,23 +112,26 @@ def attention_masked_loss(s_feat: Tensor, t_feat: Tensor, spatial_mask: Optional
         spatial_mask (Tensor | None): (N, H, W); None = all ones.
         channel_mask (Tensor | None): (N, C); None = all ones.
     """
-    sq = (t_feat.detach() - s_feat).pow(2)
+    # sqrt(sum d^2 M) = ||d sqrt(M)||_2; the norm has a finite (zero) gradient at
+    # d = 0 where sqrt(sum) would give NaN (e.g. a student initialised from its teacher)
+    diff = t_feat.detach() - s_feat
     if spatial_mask is not None:
-        sq = sq * spatial_mask[:, None]
+        diff = diff * spatial_mask.sqrt()[:, None]
     if channel_mask is not None:
-        sq = sq * channel_mask[:, :, None, None]
-    return sq.sum().sqrt()
+        diff = diff * channel_mask.sqrt()[:, :, None, None]
+    return torch.linalg.vector_norm(diff)
 
 
 def l2_distance(a: Tensor, b: Tensor) -> Tensor:
-    """The paper's ``L2(a, b)`` (Eqs. 3, 5): ``||a - b||_2`` over all elements."""
-    return (a - b).pow(2).sum().sqrt()
+    """The paper's ``L2(a, b)`` (Eqs. 3, 5): ``||a - b||_2`` over all elements
+    (``torch.dist`` of the authors' code; zero gradient at a = b)."""
+    return torch.linalg.vector_norm(a - b)
 
 
 def _per_level(value, num_levels: int, name: str) -> list:
     """An int for every level, or a per-level sequence (the last repeats)."""
-    if isinstance(value, int):
-        return [value] * num_levels
+    if isinstance(value, (int, float)):
+        return [int(value)] * num_levels
     value = list(value)
     if not value:
         raise ValueError(f'nonlocal_cfg.{name} is empty.')
@@ -169,7 +173,9 @@ class SKDLoss(BaseDistillLoss):
             ``reduction`` (channels / inter-channels), each an int or a
             per-level sequence (the last entry repeats). Defaults to the
             authors' FPN setting ``sub_sample=(8, 4, 2, 2, 2)``,
-            ``reduction=(4, 4, 2, 2, 2)``, plus ``norm_cfg`` (BN).
+            ``reduction=(4, 4, 2, 2, 2)``, plus ``norm_cfg`` (BN) and
+            ``ceil_mode`` (True: odd sizes round up, see
+            :class:`SubsampledNonLocal2d`).
         vis_temperatures (Sequence[float]): extra T's of :meth:`visual_maps`
             (Fig. 4 shows 0.25, 0.5, 0.75, 1). Training does not use them.
         **kwargs: ``loss_weight`` (scales the whole of Eq. 6), ``inputs``,
@@ -201,12 +207,15 @@ class SKDLoss(BaseDistillLoss):
         self.mask_mode, self.at_mode = opts['mask_mode'], opts['at_mode']
         self.am_channel_mask = bool(opts['am_channel_mask'])
         self.nonlocal_mode = opts['nonlocal_mode']
-        self.attention = tuple(attention)
+        self.attention = (attention, ) if isinstance(attention, str) else tuple(attention)
         self.vis_temperatures = tuple(float(x) for x in vis_temperatures)
         if self.temperature <= 0:
             raise ValueError(f'temperature must be > 0, got {self.temperature}.')
         if self.mask_mode not in MASK_MODES:
             raise ValueError(f'mask_mode must be one of {MASK_MODES}, got {self.mask_mode!r}.')
+        if self.nonlocal_mode not in NONLOCAL_MODES:
+            raise ValueError(f'nonlocal_mode must be one of {NONLOCAL_MODES} (Table IX), '
+                             f'got {self.nonlocal_mode!r}.')
         if self.at_mode not in AT_MODES:
             raise ValueError(f'at_mode must be one of {AT_MODES}, got {self.at_mode!r}.')
         if not self.attention or set(self.attention) - set(ATTENTIONS):
@@ -219,10 +228,10 @@ class SKDLoss(BaseDistillLoss):
         nl = dict(sub_sample=(8, 4, 2, 2, 2), reduction=(4, 4, 2, 2, 2),
                   norm_cfg=dict(type='BN'))
         nl.update(nonlocal_cfg or {})
-        unknown = set(nl) - {'sub_sample', 'reduction', 'norm_cfg'}
+        unknown = set(nl) - {'sub_sample', 'reduction', 'norm_cfg', 'ceil_mode'}
         if unknown:
             raise KeyError(f'nonlocal_cfg keys {sorted(unknown)} unknown; use sub_sample, '
-                           f'reduction, norm_cfg (the mode is nonlocal_mode).')
+                           f'reduction, norm_cfg, ceil_mode (the mode is nonlocal_mode).')
         self.nonlocal_cfg = nl
 
     # ------------------------------------------------------------------ build
@@ -251,7 +260,8 @@ class SKDLoss(BaseDistillLoss):
             reductions = _per_level(self.nonlocal_cfg['reduction'], levels, 'reduction')
             for cs, ct, k, r in zip(s_ch, t_ch, strides, reductions):
                 make = dict(sub_sample=k, reduction=r, mode=self.nonlocal_mode,
-                            norm_cfg=copy.deepcopy(self.nonlocal_cfg['norm_cfg']))
+                            norm_cfg=copy.deepcopy(self.nonlocal_cfg['norm_cfg']),
+                            ceil_mode=self.nonlocal_cfg.get('ceil_mode', True))
                 self.student_nonlocal.append(SubsampledNonLocal2d(cs, **make))
                 self.teacher_nonlocal.append(SubsampledNonLocal2d(ct, **make))
                 self.nonlocal_adapters.append(nn.Conv2d(cs, ct, 1))

@@ -161,3 +161,19 @@ def test_registry_build():
                               reduction=3, mode='dot_product'))
     assert isinstance(block, SubsampledNonLocal2d)
     assert block.inter_channels == 2 and block.stride == 2
+
+
+@pytest.mark.parametrize('mode', ['embedded_gaussian', 'gaussian'])
+def test_floor_mode_matches_mmcv_on_odd_sizes(mode):
+    """ceil_mode=False rounds down as mmcv (and mmrazor, the authors' code) do: on a
+    7 x 9 input, stride 2 keeps 3 x 4 keys and the outputs equal mmcv's."""
+    torch.manual_seed(3)
+    ref = NonLocal2d(4, sub_sample=True, mode=mode, norm_cfg=dict(type='BN'), zeros_init=False)
+    ours = SubsampledNonLocal2d(4, sub_sample=2, mode=mode, zeros_init=False, ceil_mode=False)
+    ours.load_state_dict(ref.state_dict())
+    ref.eval(), ours.eval()
+    x = torch.randn(2, 4, 7, 9)
+    assert torch.allclose(ours(x), ref(x), atol=1e-5)
+    assert ours.relation_bytes(7, 9) == 7 * 9 * 3 * 4 * 4
+    ceil = SubsampledNonLocal2d(4, sub_sample=2, mode=mode, zeros_init=False)
+    assert ceil.relation_bytes(7, 9) == 7 * 9 * 4 * 5 * 4

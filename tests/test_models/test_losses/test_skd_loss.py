@@ -13,7 +13,7 @@ from torch import nn
 
 from mmkd_det.models.losses.skd_loss import (PRESETS, SKDLoss, attention_mask,
                                              attention_masked_loss, channel_attention,
-                                             spatial_attention)
+                                             l2_distance, spatial_attention)
 from mmkd_det.registry import MODELS
 
 
@@ -277,6 +277,13 @@ def test_eq4_matches_loop_and_root_once_over_batch():
     assert tt.grad is None
 
 
+def test_zero_distance_has_finite_gradient():
+    a = torch.ones(2, 3, 2, 2, requires_grad=True)
+    b = torch.ones(2, 3, 2, 2)
+    (l2_distance(a, b) + attention_masked_loss(a, b, None, None)).backward()
+    assert torch.isfinite(a.grad).all()
+
+
 # ------------------------------------------------------------------- Eq. 3
 @pytest.mark.parametrize('at_mode', ['attention', 'pooled'])
 def test_eq3_identity_adapters(at_mode):
@@ -414,6 +421,7 @@ def test_presets_and_overrides():
     (dict(alpha=0.0, beta=0.0, gamma=0.0), ValueError, 'not all 0'),
     (dict(alpha=-1.0), ValueError, '>= 0'),
     (dict(nonlocal_cfg=dict(mode='dot_product')), KeyError, 'nonlocal_mode'),
+    (dict(nonlocal_mode='bogus'), ValueError, 'nonlocal_mode must be one of'),
 ])
 def test_invalid_options(cfg, exc, match):
     with pytest.raises(exc, match=match):
@@ -554,3 +562,19 @@ def test_parity_with_mmrazor_fbkd(train):
     assert sum(masked([s], [tt]).values()).item() != pytest.approx(expected, rel=1e-4)
     single = _ours_from_mmrazor(stu, tea, train, nonlocal_cfg=dict(sub_sample=2, reduction=2))
     assert sum(single([s], [tt]).values()).item() != pytest.approx(expected, rel=1e-4)
+
+
+def test_zero_distance_in_full_loss_has_finite_gradient():
+    """A student equal to its teacher (weight inheritance) gets zero, not NaN, gradients."""
+    s_feats = feats(30, *SHAPES)
+    t_feats = [f.clone() for f in s_feats]
+    s_feats = [f.clone().requires_grad_() for f in s_feats]
+    loss = build(s_feats, t_feats, alpha=0.0, gamma=0.0)
+    with torch.no_grad():
+        for conv in loss.adapters['s_feats'].convs:  # the L_AM 1x1 adapter
+            conv.weight.copy_(torch.eye(conv.weight.shape[0])[:, :, None, None])
+            conv.bias.zero_()
+    out = loss(s_feats, t_feats)
+    assert out['loss_am'].item() == 0.0
+    out['loss_am'].backward()
+    assert all(torch.isfinite(f.grad).all() and f.grad.abs().sum() == 0 for f in s_feats)
