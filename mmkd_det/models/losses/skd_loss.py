@@ -339,7 +339,7 @@ class SKDLoss(BaseDistillLoss):
             return maps
         temps = [self.temperature] + [x for x in self.vis_temperatures if x != self.temperature]
         for temp in temps:
-            maps[f'spatial attention M^s (Eq. 2), T={temp:g}'] = [
+            maps[f'M^s (Eq. 2), T={temp:g}'] = [
                 attention_mask(spatial_attention(self._student_to_teacher_hw(s, t)),
                                spatial_attention(t), temp, self.mask_mode)
                 for s, t in zip(s_feats, t_feats)]
