@@ -119,13 +119,13 @@ def attention_masked_loss(s_feat: Tensor, t_feat: Tensor, spatial_mask: Optional
         diff = diff * spatial_mask.sqrt()[:, None]
     if channel_mask is not None:
         diff = diff * channel_mask.sqrt()[:, :, None, None]
-    return torch.linalg.vector_norm(diff)
+    return torch.linalg.vector_norm(diff.float())  # fp32: the sum of squares overflows fp16
 
 
 def l2_distance(a: Tensor, b: Tensor) -> Tensor:
     """The paper's ``L2(a, b)`` (Eqs. 3, 5): ``||a - b||_2`` over all elements
     (``torch.dist`` of the authors' code; zero gradient at a = b)."""
-    return torch.linalg.vector_norm(a - b)
+    return torch.linalg.vector_norm((a - b).float())
 
 
 def _per_level(value, num_levels: int, name: str) -> list:
