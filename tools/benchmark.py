@@ -77,7 +77,6 @@ RUNS = {
     'SKD authors code': (ABL + SKD + '_authors_code.py', []),
     # sensitivity to the overall weight (the paper's Fig. 11 varies alpha, beta, gamma)
     'SKD weights x0.1': (SYN + SKD + '.py', ['model.distill_losses.loss_skd.loss_weight=0.1']),
-    'SKD weights x0.01': (SYN + SKD + '.py', ['model.distill_losses.loss_skd.loss_weight=0.01']),
     'MaskRCNN teacher': (SYN + 'mask_rcnn_r18w48_synthetic.py', []),
     'MaskRCNN student': (SYN + 'mask_rcnn_r18w32_synthetic.py', []),
     'MaskRCNN SKD': (SYN + 'skd_mask_rcnn_r18w48_r18w32_synthetic.py', []),
@@ -87,7 +86,7 @@ PRESETS = {
     'skd_ablation': ['student', 'FRS', 'SKD', 'SKD AT only', 'SKD AM only', 'SKD NLD only',
                      'SKD AT+AM', 'SKD AT+AM spatial', 'SKD AT+AM channel',
                      'SKD authors code'],
-    'skd_sensitivity': ['student', 'SKD', 'SKD weights x0.1', 'SKD weights x0.01'],
+    'skd_sensitivity': ['student', 'SKD', 'SKD weights x0.1'],
     # train 'MaskRCNN teacher' (seed 0) first and pass its checkpoint as --teacher-ckpt
     'mask_rcnn': ['MaskRCNN student', 'MaskRCNN SKD'],
     'tid_ablation': ['student', 'FRS', 'TID', 'TID cls only', 'TID reg only', 'TID raw IoU',
