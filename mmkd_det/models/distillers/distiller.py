@@ -1,7 +1,7 @@
 """The Distiller: a frozen teacher, a trainable student and config-selected losses."""
 import inspect
 import os.path as osp
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -82,6 +82,12 @@ class Distiller(BaseModel):
         stop_epoch (int, optional): no distillation from this (0-based) epoch on.
         probe_size (int): side of the zero image used at build time to check
             recorder shapes and create adapters. Defaults to 256.
+        inherit_from_teacher (Sequence[str], optional): student sub-modules
+            (e.g. ``('neck', 'bbox_head')``) initialised from the teacher's
+            weights ("inheriting strategy" of FGD / MGD, whose headline numbers
+            use it). Shapes must match. Applied at build and again after the
+            runner's ``init_weights`` (a resumed checkpoint still wins).
+            Defaults to None (off).
     """
 
     def __init__(self,
@@ -94,6 +100,7 @@ class Distiller(BaseModel):
                  warmup_iters: int = 0,
                  stop_epoch: Optional[int] = None,
                  probe_size: int = 256,
+                 inherit_from_teacher: Optional[Sequence[str]] = None,
                  data_preprocessor=None,
                  init_cfg=None):
         # nested mmdet/mmengine builds (data preprocessors, heads) need our scope,
@@ -116,6 +123,8 @@ class Distiller(BaseModel):
         disable_inplace(self.teacher)
         disable_inplace(self.student)
 
+        self.inherit_from_teacher = tuple(inherit_from_teacher or ())
+        self._inherit_teacher_weights()
         self.warmup_iters = int(warmup_iters)
         self.stop_epoch = stop_epoch
         self.record_specs = {k: dict(v) for k, v in recorders.items()}
@@ -140,6 +149,32 @@ class Distiller(BaseModel):
         self._setup_losses(probe_size)
 
     # ----------------------------------------------------------------- build
+    def _inherit_teacher_weights(self) -> None:
+        """Copy the teacher's ``inherit_from_teacher`` sub-modules into the student."""
+        for prefix in self.inherit_from_teacher:
+            names = prefix.split('.')
+            try:
+                s_mod, t_mod = self.student, self.teacher
+                for n in names:
+                    s_mod, t_mod = getattr(s_mod, n), getattr(t_mod, n)
+            except AttributeError:
+                raise KeyError(f'inherit_from_teacher: {prefix!r} is not a sub-module of both '
+                               f'detectors (e.g. neck, bbox_head, rpn_head, roi_head).') from None
+            s_state, t_state = s_mod.state_dict(), t_mod.state_dict()
+            bad = sorted(k for k in s_state if k not in t_state or
+                         t_state[k].shape != s_state[k].shape)
+            if bad or set(t_state) != set(s_state):
+                raise ValueError(
+                    f'inherit_from_teacher: student {prefix} cannot take the teacher\'s weights '
+                    f'(missing or different shapes: {bad[:5]}{"..." if len(bad) > 5 else ""}). '
+                    f'Inheritance needs the same {prefix} architecture and widths; remove '
+                    f'{prefix!r} from inherit_from_teacher.')
+            s_mod.load_state_dict(t_state)
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        self._inherit_teacher_weights()  # the runner's init must not undo inheritance
+
     @staticmethod
     def _heads_to_run(model: nn.Module, sources: dict, role: str) -> List[str]:
         heads = []

@@ -271,3 +271,30 @@ def test_unreachable_teacher_url_names_the_fix(tmp_path, monkeypatch):
     url = 'http://127.0.0.1:9/retinanet_r101_fpn_2x_coco.pth'
     with pytest.raises(RuntimeError, match='Could not download teacher_ckpt.*local file'):
         MODELS.build(frs_distiller_cfg('retina', url))
+
+
+def test_inherit_from_teacher_copies_neck_and_head_and_survives_init_weights(weights, frs_cfg):
+    """FGD/MGD's inheriting strategy: student neck + head start as the teacher's (same
+    widths); the backbone does not; the runner's init_weights does not undo it."""
+    ckpt = weights(tiny_model_cfg('retina', 16))
+    d = MODELS.build(frs_cfg('retina', ckpt, t_width=16, s_width=16,
+                             inherit_from_teacher=('neck', 'bbox_head')))
+    d.init_weights()
+    for prefix in ('neck', 'bbox_head'):
+        s_state = getattr(d.student, prefix).state_dict()
+        for k, v in getattr(d.teacher, prefix).state_dict().items():
+            assert torch.equal(s_state[k], v), f'{prefix}.{k}'
+    assert not torch.equal(d.student.backbone.conv1.weight, d.teacher.backbone.conv1.weight)
+    off = MODELS.build(frs_cfg('retina', ckpt, t_width=16, s_width=16))
+    assert not torch.equal(off.student.neck.fpn_convs[0].conv.weight,
+                           off.teacher.neck.fpn_convs[0].conv.weight)
+
+
+def test_inherit_from_teacher_errors(weights, frs_cfg):
+    ckpt = weights(tiny_model_cfg('retina', 16))
+    with pytest.raises(ValueError, match='cannot take the teacher.s weights'):
+        MODELS.build(frs_cfg('retina', ckpt, t_width=16, s_width=8,
+                             inherit_from_teacher=('neck', )))
+    with pytest.raises(KeyError, match='not a sub-module of both'):
+        MODELS.build(frs_cfg('retina', ckpt, t_width=16, s_width=16,
+                             inherit_from_teacher=('roi_head', )))
