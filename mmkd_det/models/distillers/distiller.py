@@ -73,8 +73,9 @@ class Distiller(BaseModel):
         teacher_ckpt (str): path or URL of the teacher weights (required).
         distill_losses (dict): loss name (must contain ``'loss'``) -> loss cfg.
         recorders (dict): record name -> ``dict(source='neck', index=None,
-            teacher_source=None)``; the same sources are hooked in teacher and
-            student unless ``teacher_source`` is given.
+            levels=None, teacher_source=None)``; the same sources are hooked in
+            teacher and student unless ``teacher_source`` is given (see
+            :class:`ModuleOutputsRecorder` for ``index`` and ``levels``).
         teacher_strict (bool): abort on missing/unexpected teacher keys.
             Defaults to True.
         warmup_iters (int): distillation weights ramp linearly as
@@ -131,7 +132,8 @@ class Distiller(BaseModel):
         s_sources = {k: {kk: vv for kk, vv in v.items() if kk != 'teacher_source'}
                      for k, v in self.record_specs.items()}
         t_sources = {k: dict(source=v.get('teacher_source') or v['source'],
-                             index=v.get('index')) for k, v in self.record_specs.items()}
+                             index=v.get('index'), levels=v.get('levels'))
+                     for k, v in self.record_specs.items()}
         self.student_recorder = ModuleOutputsRecorder(self.student, s_sources, 'student')
         self.teacher_recorder = ModuleOutputsRecorder(self.teacher, t_sources, 'teacher')
         self.teacher_heads = self._heads_to_run(self.teacher, t_sources, 'teacher')

@@ -51,8 +51,11 @@ class ModuleOutputsRecorder:
     Args:
         model (nn.Module): the detector (teacher or student).
         sources (dict[str, dict]): record name -> ``dict(source='dotted.path',
-            index=None)``. ``index`` picks one element of a tuple output (e.g.
-            ``index=0`` for the classification scores of a head forward).
+            index=None, levels=None)``. ``index`` picks one element of a tuple
+            output (e.g. ``index=0`` for the classification scores of a head
+            forward); ``levels`` keeps those levels of the result (e.g.
+            ``levels=[0, 1, 2, 3]``: the first four FPN levels, as mmrazor's
+            PKD and FBKD configs).
         model_name (str): used in error messages.
     """
 
@@ -67,10 +70,10 @@ class ModuleOutputsRecorder:
             if 'source' not in spec:
                 raise KeyError(f'Recorder {name!r} needs a `source` (dotted module '
                                f'path), got {spec}.')
-            unknown = set(spec) - {'source', 'index', 'teacher_source'}
+            unknown = set(spec) - {'source', 'index', 'teacher_source', 'levels'}
             if unknown:
                 raise KeyError(f'Recorder {name!r} has unknown keys {sorted(unknown)}; '
-                               f'allowed: source, teacher_source, index.')
+                               f'allowed: source, teacher_source, index, levels.')
             module = find_module(model, spec['source'], model_name)
             self._handles.append(module.register_forward_hook(self._make_hook(name)))
 
@@ -125,6 +128,13 @@ class ModuleOutputsRecorder:
             out = list(out) if isinstance(out, (tuple, list)) else [out]
         else:
             out = [c if index is None else c[index] for c in calls]
+        levels = spec.get('levels')
+        if levels is not None:
+            bad = [lvl for lvl in levels if not -len(out) <= lvl < len(out)]
+            if bad:
+                raise RecordError(f'Recorder {name!r}: levels {bad} out of range; the '
+                                  f'{self.model_name} output has {len(out)} levels.')
+            out = [out[lvl] for lvl in levels]
         for i, t in enumerate(out):
             if not isinstance(t, torch.Tensor):
                 raise RecordError(

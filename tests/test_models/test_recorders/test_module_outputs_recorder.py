@@ -81,3 +81,16 @@ def test_inplace_activation_cannot_corrupt_records():
         model(x)
     assert torch.allclose(rec.get('cls')[0], expected)
     assert (rec.get('cls')[0] < 0).any()
+
+
+def test_levels_select_a_subset_and_bad_levels_fail():
+    model = Toy()
+    rec = ModuleOutputsRecorder(model, dict(last=dict(source='pair', index=1, levels=[1]),
+                                            bad=dict(source='pair', index=1, levels=[0, 2])))
+    x = torch.randn(1, 2, 4, 4)
+    with rec:
+        model(x)
+    last = rec.get('last')
+    assert len(last) == 1 and last[0].shape[-1] == 2
+    with pytest.raises(RecordError, match=r'levels \[2\] out of range'):
+        rec.get('bad')
