@@ -138,7 +138,12 @@ def test_skd_coco_config_runs_one_loss_step(config, tmp_path, monkeypatch):
     ('configs/cwd_faster_rcnn_r101_r50.py', 'loss_cwd'),
     ('configs/mgd_retina_r101_r50_inherit.py', 'loss_mgd'),
     ('configs/ld_gfl_r101_r50.py', 'loss_ld'),
-    ('configs/kd_retina_r101_r50.py', 'loss_kd')])
+    ('configs/kd_retina_r101_r50.py', 'loss_kd'),
+    ('configs/fitnet_retina_r101_r50.py', 'loss_fitnet'),
+    ('configs/fgfi_faster_rcnn_r101_r50.py', 'loss_fgfi'),
+    ('configs/defeat_faster_rcnn_r101_r50.py', 'loss_defeat.loss_fg'),
+    ('configs/fgd_faster_rcnn_r101_r50.py', 'loss_fgd.loss_fg'),
+    ('configs/fgd_retina_r101_r50_inherit.py', 'loss_fgd.loss_rel')])
 def test_review_method_coco_configs_run_one_loss_step(config, loss, tmp_path, monkeypatch):
     """The review's methods build at full R101 -> R50 width and give a finite loss;
     PKD keeps the first four levels; MGD's inherit variant starts from the teacher."""
@@ -150,7 +155,7 @@ def test_review_method_coco_configs_run_one_loss_step(config, loss, tmp_path, mo
     cfg.model.teacher_ckpt = ckpt
     cfg.model.probe_size = 128
     model = MODELS.build(cfg.model)
-    if 'pkd' in config:
+    if 'pkd' in config or 'fgd_faster' in config:
         assert len(model.student_recorder.specs['fpn']['levels']) == 4
     if 'inherit' in config:  # (init_weights would fetch torchvision's R50: tested elsewhere)
         assert torch.equal(model.student.neck.fpn_convs[0].conv.weight,
