@@ -77,6 +77,16 @@ RUNS = {
     'SKD authors code': (ABL + SKD + '_authors_code.py', []),
     # sensitivity to the overall weight (the paper's Fig. 11 varies alpha, beta, gamma)
     'SKD weights x0.1': (SYN + SKD + '.py', ['model.distill_losses.loss_skd.loss_weight=0.1']),
+    # the review's methods (issue 5), RetinaNet pair; LD on the GFL pair
+    'FitNet': (SYN + 'fitnet_retina_r18w48_r18w32_synthetic.py', []),
+    'FGFI': (SYN + 'fgfi_retina_r18w48_r18w32_synthetic.py', []),
+    'DeFeat': (SYN + 'defeat_retina_r18w48_r18w32_synthetic.py', []),
+    'FGD': (SYN + 'fgd_retina_r18w48_r18w32_synthetic.py', []),
+    'MGD': (SYN + 'mgd_retina_r18w48_r18w32_synthetic.py', []),
+    'PKD': (SYN + 'pkd_retina_r18w48_r18w32_synthetic.py', []),
+    'CWD': (SYN + 'cwd_retina_r18w48_r18w32_synthetic.py', []),
+    'KD': (SYN + 'kd_retina_r18w48_r18w32_synthetic.py', []),
+    'GFL LD': (SYN + 'ld_gfl_r18w48_r18w32_synthetic.py', []),
     'MaskRCNN teacher': (SYN + 'mask_rcnn_r18w48_synthetic.py', []),
     'MaskRCNN student': (SYN + 'mask_rcnn_r18w32_synthetic.py', []),
     'MaskRCNN SKD': (SYN + 'skd_mask_rcnn_r18w48_r18w32_synthetic.py', []),
@@ -87,6 +97,10 @@ PRESETS = {
                      'SKD AT+AM', 'SKD AT+AM spatial', 'SKD AT+AM channel',
                      'SKD authors code'],
     'skd_sensitivity': ['student', 'SKD', 'SKD weights x0.1'],
+    'review': ['student', 'FRS', 'TID', 'SKD', 'FitNet', 'FGFI', 'DeFeat', 'FGD', 'MGD', 'PKD',
+               'CWD', 'KD'],
+    # GFL pair: --teacher-ckpt work_dirs/benchmark/GFL_teacher/seed0/epoch_10.pth
+    'review_gfl': ['GFL student', 'GFL FRS', 'GFL TID', 'GFL LD'],
     # train 'MaskRCNN teacher' (seed 0) first and pass its checkpoint as --teacher-ckpt
     'mask_rcnn': ['MaskRCNN student', 'MaskRCNN SKD'],
     'tid_ablation': ['student', 'FRS', 'TID', 'TID cls only', 'TID reg only', 'TID raw IoU',
