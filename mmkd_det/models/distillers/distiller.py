@@ -1,11 +1,12 @@
 """The Distiller: a frozen teacher, a trainable student and config-selected losses."""
 import inspect
+import logging
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from mmengine.config import Config, ConfigDict
-from mmengine.logging import MessageHub
+from mmengine.logging import MessageHub, print_log
 from mmengine.model import BaseModel
 from mmengine.registry import DefaultScope
 from torch import nn
@@ -18,6 +19,8 @@ from .teacher_loading import load_teacher_checkpoint
 #: keyword arguments a loss may request by name, provided by the Distiller.
 EXTRA_INPUTS = ('gt_instances', 'batch_img_metas', 'strides', 'student', 'teacher')
 _REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+#: distill / task loss ratio beyond which (either way) a warning is logged once.
+MAGNITUDE_LIMIT = 100.0
 #: top-level detector attributes whose forward(feats) the Distiller can run.
 _HEADS = ('bbox_head', 'rpn_head')
 
@@ -124,6 +127,7 @@ class Distiller(BaseModel):
         disable_inplace(self.teacher)
         disable_inplace(self.student)
 
+        self._magnitude_warned = False
         self.inherit_from_teacher = tuple(inherit_from_teacher or ())
         self._inherit_teacher_weights()
         self.warmup_iters = int(warmup_iters)
@@ -316,10 +320,37 @@ class Distiller(BaseModel):
                         f'the same preprocessing; otherwise lower its loss_weight, raise '
                         f'warmup_iters or add optim_wrapper.clip_grad.')
                 losses[f'distill.{key}'] = term * scale
+        losses['distill_ratio'] = self._magnitude_ratio(losses, warn=scale == 1.0)
         # drop the references now: teacher tensors need not live through backward
         self.student_recorder.reset()
         self.teacher_recorder.reset()
         return losses
+
+    @torch.no_grad()
+    def _magnitude_ratio(self, losses: dict, warn: bool) -> torch.Tensor:
+        """Distillation / task loss (logged as ``distill_ratio``); warns once when it
+        is off by more than ``MAGNITUDE_LIMIT`` either way (after warm-up)."""
+        def total(items):
+            vals = [v for _, val in items for v in (val if isinstance(val, list) else [val])]
+            return torch.stack([v.detach().float().sum() for v in vals]).sum() if vals \
+                else torch.zeros(())
+        distill = total((k, v) for k, v in losses.items() if k.startswith('distill.'))
+        task = total((k, v) for k, v in losses.items()
+                     if 'loss' in k and not k.startswith('distill.'))
+        ratio = distill / task.clamp(min=1e-12)
+        value = ratio.item()
+        off = value > MAGNITUDE_LIMIT or 0 < value < 1 / MAGNITUDE_LIMIT
+        if warn and off and not self._magnitude_warned:
+            self._magnitude_warned = True
+            it = MessageHub.get_current_instance().get_info('iter', 0)
+            print_log(
+                f'Distillation losses are {value:.3g}x the task loss at iteration {it} '
+                f'(distill {distill.item():.4g}, task {task.item():.4g}): '
+                f'{"they will swamp the detection losses" if value > 1 else "they do almost nothing"}'
+                f'. Scale the loss_weight of {sorted(self.distill_losses)} by about '
+                f'{1 / value:.2g} if this is not intended (logged as distill_ratio).',
+                logger='current', level=logging.WARNING)
+        return ratio
 
     @torch.no_grad()
     def visual_maps(self, inputs, data_samples, teacher_inputs=None) -> Dict[str, dict]:

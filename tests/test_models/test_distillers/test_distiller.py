@@ -298,3 +298,31 @@ def test_inherit_from_teacher_errors(weights, frs_cfg):
     with pytest.raises(KeyError, match='not a sub-module of both'):
         MODELS.build(frs_cfg('retina', ckpt, t_width=16, s_width=16,
                              inherit_from_teacher=('roi_head', )))
+
+
+def test_distill_to_task_ratio_is_logged_and_warned_once(weights, frs_cfg, monkeypatch):
+    """distill_ratio = distillation / task loss (hand sum of the logged terms); a ratio
+    off by more than 100x either way is a warning naming the losses, once."""
+    from mmkd_det.models.distillers import distiller as mod
+    calls = []
+    monkeypatch.setattr(mod, 'print_log', lambda msg, **kw: calls.append(msg))
+    ckpt = weights(tiny_model_cfg('retina', 16))
+    for weight, words in ((1e6, 'swamp'), (1e-9, 'almost nothing')):
+        cfg = frs_cfg('retina', ckpt)
+        cfg['distill_losses'] = dict(loss_frs_fpn=dict(type='FRSFeatureLoss',
+                                                       loss_weight=weight))
+        d = MODELS.build(cfg)
+        d.train()
+        calls.clear()
+        for i in range(2):
+            MessageHub.get_current_instance().update_info('iter', i)
+            losses = d(**d.data_preprocessor(batch(seed=i), True), mode='loss')
+        task = sum(v.sum() if not isinstance(v, list) else sum(x.sum() for x in v)
+                   for k, v in losses.items() if 'loss' in k and not k.startswith('distill'))
+        expected = losses['distill.loss_frs_fpn'].item() / task.item()
+        assert losses['distill_ratio'].item() == pytest.approx(expected, rel=1e-5)
+        assert len(calls) == 1 and words in calls[0] and 'loss_frs_fpn' in calls[0]
+    d = MODELS.build(frs_cfg('retina', ckpt))   # the shipped weights: no warning
+    calls.clear()
+    d(**d.data_preprocessor(batch(), True), mode='loss')
+    assert not calls
