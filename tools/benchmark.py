@@ -3,8 +3,9 @@
 Each run is a config (plus optional ``--cfg-options``) trained with
 ``tools/train.py`` in ``<work-dir>/<run>/seed<k>``; finished runs (final
 checkpoint + evaluation present) are skipped, so an interrupted benchmark
-resumes. Writes ``results.json`` and ``results.md`` (COCO AP, AP50, AP75,
-APs/m/l as mean ± std over seeds, gain over the ``student`` run, per-seed mAP).
+resumes. Writes ``results.json``, ``results.md`` (COCO AP, AP50, AP75,
+APs/m/l as mean ± std over seeds, gain over the ``student`` run, per-seed mAP)
+and ``results.png`` (bars with error bars; ``results_segm.png`` for masks).
 
     python tools/benchmark.py --preset tid_ablation --seeds 0 1 2 \
         --teacher-ckpt work_dirs/demo/teacher/epoch_10.pth --jobs 2
@@ -245,6 +246,35 @@ def report(results: list, baseline: list) -> str:
     return md
 
 
+def plot(results: list, path: str, kind: str = 'bbox') -> None:
+    """Bar chart of mean ``kind`` mAP per run with sample-std error bars and the
+    per-seed values as dots, in the order of ``results``."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    key = f'coco/{kind}_mAP'
+    by_name = {}
+    for r in results:
+        if key in r['metrics']:
+            by_name.setdefault(r['name'], []).append(100 * r['metrics'][key])
+    if not by_name:
+        return
+    names = list(by_name)
+    means = [st.mean(v) for v in by_name.values()]
+    stds = [st.stdev(v) if len(v) > 1 else 0.0 for v in by_name.values()]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(names) + 1.5), 3.6))
+    ax.bar(range(len(names)), means, yerr=stds, capsize=4, color='#7aa6d6')
+    for i, vals in enumerate(by_name.values()):
+        ax.plot([i] * len(vals), vals, 'k.', ms=4)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=30, ha='right', fontsize=8)
+    ax.set_ylabel(f'{kind} mAP (%)')
+    ax.set_title(f'mean ± std over seeds (dots: seeds), {kind}', fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write(md: str, results: list, stem: str) -> None:
     print('\n' + md)
     os.makedirs(osp.dirname(stem) or '.', exist_ok=True)
@@ -252,6 +282,9 @@ def write(md: str, results: list, stem: str) -> None:
         f.write(md + '\n')
     with open(stem + '.json', 'w') as f:
         json.dump(results, f, indent=2)
+    plot(results, stem + '.png')
+    if any('coco/segm_mAP' in r['metrics'] for r in results):
+        plot(results, stem + '_segm.png', 'segm')
 
 
 if __name__ == '__main__':

@@ -79,3 +79,14 @@ def test_report_adds_a_mask_table_for_instance_segmentation_runs():
     assert '-1.0 (-1.0)' in mask_rows['MaskRCNN SKD']       # mask 4.0 vs 5.0
     assert 'student' not in mask_rows                       # no segm metrics: left out
     assert 'Instance segmentation' not in benchmark.report(results[:1], [])
+
+
+def test_write_makes_table_json_and_bar_plot(tmp_path):
+    results = [fake('student', 0, 4.0), fake('student', 1, 5.0), fake('TID', 0, 5.5)]
+    stem = str(tmp_path / 'out' / 'results')
+    benchmark.write(benchmark.report(results, []), results, stem)
+    assert json.load(open(stem + '.json')) == results
+    assert open(stem + '.md').read().startswith('| run |')
+    with open(stem + '.png', 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    assert not osp.exists(stem + '_segm.png')
