@@ -100,6 +100,19 @@ class BaseDistillLoss(BaseModule):
                              f'number of FPN levels (neck num_outs / head levels).')
 
     # ---------------------------------------------------------------- forward
+    def level_pairs(self, s_feats, t_feats) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """Student and teacher per-level lists (a single tensor is one level), checked
+        to have the same non-zero number of levels."""
+        s_feats = [s_feats] if isinstance(s_feats, torch.Tensor) else list(s_feats)
+        t_feats = [t_feats] if isinstance(t_feats, torch.Tensor) else list(t_feats)
+        name = type(self).__name__
+        if len(s_feats) != len(t_feats):
+            raise ValueError(f'{name}: {len(s_feats)} student levels but {len(t_feats)} '
+                             f'teacher levels; record the same FPN levels for both.')
+        if not s_feats:
+            raise ValueError(f'{name}: no feature levels given.')
+        return s_feats, t_feats
+
     def adapt(self, arg: str, s_feats: Sequence[torch.Tensor],
               t_feats: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         """Student features of ``arg`` mapped onto the teacher's C, H, W."""

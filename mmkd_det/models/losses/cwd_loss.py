@@ -20,7 +20,6 @@ from torch import Tensor
 
 from mmkd_det.registry import MODELS
 from .base_distill_loss import BaseDistillLoss
-from .pkd_loss import _as_levels, _check_level_count
 
 
 def channel_distributions(feat: Tensor, tau: float, log: bool = False) -> Tensor:
@@ -99,8 +98,7 @@ class CWDLoss(BaseDistillLoss):
         self.tau = float(tau)
 
     def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor]) -> Tensor:
-        s_feats, t_feats = _as_levels(s_feats), _as_levels(t_feats)
-        _check_level_count(s_feats, t_feats, type(self).__name__)
+        s_feats, t_feats = self.level_pairs(s_feats, t_feats)
         s_feats = self.adapt('s_feats', s_feats, t_feats)
         losses: List[Tensor] = []
         for lvl, (s, t) in enumerate(zip(s_feats, t_feats)):

@@ -239,9 +239,7 @@ class DeFeatLoss(BaseDistillLoss):
 
     def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor], *,
                 gt_instances, strides=None, batch_img_metas=None) -> Dict[str, Tensor]:
-        if len(s_feats) != len(t_feats):
-            raise ValueError(f'DeFeatLoss: {len(s_feats)} student levels but {len(t_feats)} '
-                             f'teacher levels.')
+        s_feats, t_feats = self.level_pairs(s_feats, t_feats)
         masks = self.masks(t_feats, gt_instances, strides, batch_img_metas)
         s_feats = self.adapt('s_feats', s_feats, t_feats)
         fg_terms, bg_terms = [], []

@@ -218,9 +218,7 @@ class FGDLoss(BaseDistillLoss):
     # --------------------------------------------------------------- forward
     def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor], *,
                 gt_instances, batch_img_metas) -> Dict[str, Tensor]:
-        if len(s_feats) != len(t_feats):
-            raise ValueError(f'FGDLoss: {len(s_feats)} student levels but {len(t_feats)} '
-                             f'teacher levels.')
+        s_feats, t_feats = self.level_pairs(s_feats, t_feats)
         if self.lambda_fgd > 0 and len(self.gc_student) != len(t_feats):
             raise RuntimeError(f'FGDLoss has {len(self.gc_student)} GcBlock pairs for '
                                f'{len(t_feats)} levels; call setup() with the feature shapes '

@@ -177,9 +177,7 @@ class FGFILoss(BaseDistillLoss):
 
     def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor], *,
                 gt_instances, student, batch_img_metas=None) -> Tensor:
-        if len(s_feats) != len(t_feats):
-            raise ValueError(f'FGFILoss: {len(s_feats)} student levels but {len(t_feats)} '
-                             f'teacher levels.')
+        s_feats, t_feats = self.level_pairs(s_feats, t_feats)
         masks = self.masks(t_feats, gt_instances, student, batch_img_metas)
         s_feats = self.adapt('s_feats', s_feats, t_feats)
         sums, counts = [], []

@@ -29,7 +29,6 @@ from torch import Tensor, nn
 
 from mmkd_det.registry import MODELS
 from .base_distill_loss import BaseDistillLoss
-from .pkd_loss import _as_levels, _check_level_count
 
 
 def random_mask(feat: Tensor, lambda_mgd: float, mask_on_channel: bool = False) -> Tensor:
@@ -120,8 +119,7 @@ class MGDLoss(BaseDistillLoss):
 
     def generate(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor]) -> List[Tensor]:
         """Per level ``G_l(align_l(S_l) * M_l)`` with fresh random masks, levels in order."""
-        s_feats, t_feats = _as_levels(s_feats), _as_levels(t_feats)
-        _check_level_count(s_feats, t_feats, type(self).__name__)
+        s_feats, t_feats = self.level_pairs(s_feats, t_feats)
         if len(self.generators) != len(t_feats):
             raise RuntimeError(
                 f'MGDLoss has {len(self.generators)} generators for {len(t_feats)} levels: '
@@ -138,7 +136,7 @@ class MGDLoss(BaseDistillLoss):
         return out
 
     def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor]) -> Tensor:
-        t_feats = _as_levels(t_feats)
+        s_feats, t_feats = self.level_pairs(s_feats, t_feats)
         losses = [F.mse_loss(g.float(), t.detach().float(), reduction='sum') / t.shape[0]
                   for g, t in zip(self.generate(s_feats, t_feats), t_feats)]
         return self.loss_weight * self.alpha_mgd * torch.stack(losses).sum()

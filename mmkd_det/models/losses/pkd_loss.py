@@ -113,8 +113,7 @@ class PKDLoss(BaseDistillLoss):
         self.eps = float(eps)
 
     def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor]) -> Tensor:
-        s_feats, t_feats = _as_levels(s_feats), _as_levels(t_feats)
-        _check_level_count(s_feats, t_feats, type(self).__name__)
+        s_feats, t_feats = self.level_pairs(s_feats, t_feats)
         s_feats = self.adapt('s_feats', s_feats, t_feats)
         losses: List[Tensor] = []
         for lvl, (s, t) in enumerate(zip(s_feats, t_feats)):
@@ -131,19 +130,6 @@ class PKDLoss(BaseDistillLoss):
                 s = F.interpolate(s, size=t.shape[2:], mode='bilinear', align_corners=False)
             losses.append(pkd_level_loss(s, t, self.eps))
         return self.loss_weight * torch.stack(losses).sum()
-
-
-def _as_levels(feats) -> List[Tensor]:
-    return [feats] if isinstance(feats, Tensor) else list(feats)
-
-
-def _check_level_count(s_feats: Sequence[Tensor], t_feats: Sequence[Tensor],
-                       loss: str) -> None:
-    if len(s_feats) != len(t_feats):
-        raise ValueError(f'{loss}: {len(s_feats)} student levels but {len(t_feats)} teacher '
-                         f'levels; record the same FPN levels for both.')
-    if not s_feats:
-        raise ValueError(f'{loss}: no feature levels given.')
 
 
 __all__ = ['PKDLoss', 'channel_standardise', 'pkd_level_loss']

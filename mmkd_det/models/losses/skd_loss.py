@@ -348,9 +348,7 @@ class SKDLoss(BaseDistillLoss):
     def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor]
                 ) -> Dict[str, Tensor]:
         """Eq. 6 as its three weighted terms (the Distiller logs each and sums them)."""
-        if len(s_feats) != len(t_feats):
-            raise ValueError(f'SKDLoss: {len(s_feats)} student levels but {len(t_feats)} '
-                             f'teacher levels.')
+        s_feats, t_feats = self.level_pairs(s_feats, t_feats)
         weights = dict(at=self.alpha, am=self.beta, nld=self.gamma)
         return {f'loss_{k}': self.loss_weight * weights[k] * v
                 for k, v in self.terms(s_feats, t_feats).items()}
