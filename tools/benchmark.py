@@ -14,6 +14,7 @@ A run needing a teacher gets ``model.teacher_ckpt`` = ``--teacher-ckpt``, or the
 final checkpoint of the ``teacher`` run (seed 0) of the same matrix.
 """
 import argparse
+import glob
 import json
 import os
 import os.path as osp
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Optional
 
 from demo import METRICS, ROOT, final_checkpoint, last_metrics  # tools/demo.py
 
@@ -125,7 +127,20 @@ def needs_teacher(cfg: str) -> bool:
     return Config.fromfile(osp.join(ROOT, cfg)).model.get('type') == 'Distiller'
 
 
-def train_one(name: str, seed: int, work_dir: str, teacher_ckpt: str, threads: int) -> dict:
+def eval_history(work_dir: str) -> list:
+    """``[epoch, bbox mAP]`` of every evaluation logged in ``work_dir``."""
+    out = []
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            for line in f:
+                rec = json.loads(line)
+                if 'coco/bbox_mAP' in rec:
+                    out.append([rec.get('step'), rec['coco/bbox_mAP']])
+    return out
+
+
+def train_one(name: str, seed: int, work_dir: str, teacher_ckpt: str, threads: int,
+              val_interval: Optional[int] = None) -> dict:
     cfg, options = RUNS[name]
     wd = run_dir(work_dir, name, seed)
     info_path = osp.join(wd, 'run_info.json')
@@ -134,6 +149,8 @@ def train_one(name: str, seed: int, work_dir: str, teacher_ckpt: str, threads: i
         return done
     os.makedirs(wd, exist_ok=True)
     options = [f'randomness.seed={seed}', *options]
+    if val_interval:
+        options.append(f'train_cfg.val_interval={val_interval}')
     if needs_teacher(cfg):
         options.append(f'model.teacher_ckpt={teacher_ckpt}')
     cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), cfg, '--work-dir', wd,
@@ -147,7 +164,7 @@ def train_one(name: str, seed: int, work_dir: str, teacher_ckpt: str, threads: i
         raise RuntimeError(f'{name} seed {seed} failed, see {wd}/train_stdout.log')
     info = dict(name=name, seed=seed, config=cfg, cfg_options=options,
                 train_seconds=round(time.time() - start, 1), threads=threads,
-                metrics=last_metrics(wd))
+                metrics=last_metrics(wd), history=eval_history(wd))
     with open(info_path, 'w') as f:
         json.dump(info, f, indent=2)
     print(f'done {name} seed {seed}: mAP {100 * info["metrics"]["coco/bbox_mAP"]:.1f} '
@@ -207,6 +224,9 @@ def main():
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     parser.add_argument('--work-dir', default='work_dirs/benchmark')
     parser.add_argument('--teacher-ckpt', default=None)
+    parser.add_argument('--val-interval', type=int, default=None,
+                        help='evaluate every N epochs (for the mAP-over-epochs plot); '
+                        'default: the config\'s (end of training only)')
     parser.add_argument('--jobs', type=int, default=1,
                         help='parallel trainings; CPU threads are split between them')
     parser.add_argument('--report-only', action='store_true',
@@ -233,7 +253,8 @@ def main():
     jobs = [(n, s) for n in names for s in args.seeds if n != 'teacher' or s == 0]
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(
-            lambda j: train_one(j[0], j[1], args.work_dir, teacher, threads), jobs))
+            lambda j: train_one(j[0], j[1], args.work_dir, teacher, threads,
+                                args.val_interval), jobs))
     baseline = [r for r in (finished(args.work_dir, 'student', s) for s in args.seeds) if r]
     write(report(results, baseline), results, out)
 
@@ -275,6 +296,31 @@ def plot(results: list, path: str, kind: str = 'bbox') -> None:
     plt.close(fig)
 
 
+def plot_history(results: list, path: str) -> None:
+    """bbox mAP over epochs per run (mean over seeds), when runs were evaluated
+    more than once (``--val-interval``)."""
+    curves = {}
+    for r in results:
+        for epoch, value in r.get('history') or []:
+            curves.setdefault(r['name'], {}).setdefault(epoch, []).append(100 * value)
+    curves = {k: v for k, v in curves.items() if len(v) > 1}
+    if not curves:
+        return
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.0, 3.6))
+    for name, points in curves.items():
+        epochs = sorted(points)
+        ax.plot(epochs, [st.mean(points[e]) for e in epochs], marker='o', ms=3, label=name)
+    ax.set_xlabel('epoch')
+    ax.set_ylabel('bbox mAP (%), mean over seeds')
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write(md: str, results: list, stem: str) -> None:
     print('\n' + md)
     os.makedirs(osp.dirname(stem) or '.', exist_ok=True)
@@ -283,6 +329,7 @@ def write(md: str, results: list, stem: str) -> None:
     with open(stem + '.json', 'w') as f:
         json.dump(results, f, indent=2)
     plot(results, stem + '.png')
+    plot_history(results, stem + '_epochs.png')
     if any('coco/segm_mAP' in r['metrics'] for r in results):
         plot(results, stem + '_segm.png', 'segm')
 

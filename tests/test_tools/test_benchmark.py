@@ -90,3 +90,24 @@ def test_write_makes_table_json_and_bar_plot(tmp_path):
     with open(stem + '.png', 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
     assert not osp.exists(stem + '_segm.png')
+
+
+def test_history_plot_only_when_runs_were_evaluated_per_epoch(tmp_path):
+    one = dict(fake('student', 0, 4.0), history=[[5, 0.04]])
+    stem = str(tmp_path / 'r')
+    benchmark.write(benchmark.report([one], []), [one], stem)
+    assert not osp.exists(stem + '_epochs.png')
+    curve = [dict(fake('student', s, 4.0), history=[[1, 0.01], [2, 0.03], [3, 0.04]])
+             for s in (0, 1)]
+    benchmark.write(benchmark.report(curve, []), curve, stem)
+    with open(stem + '_epochs.png', 'rb') as f:
+        assert f.read(4) == b'\x89PNG'
+
+
+def test_eval_history_reads_every_evaluation(tmp_path):
+    vis = tmp_path / '20260101_000000' / 'vis_data'
+    vis.mkdir(parents=True)
+    lines = [dict(loss=1.0, step=10), {'coco/bbox_mAP': 0.01, 'step': 1},
+             {'coco/bbox_mAP': 0.03, 'step': 2}]
+    (vis / 'scalars.json').write_text('\n'.join(json.dumps(x) for x in lines))
+    assert benchmark.eval_history(str(tmp_path)) == [[1, 0.01], [2, 0.03]]
