@@ -28,12 +28,15 @@ TEACHER = 'configs/synthetic/retinanet_r18w48_synthetic.py'
 
 
 def main():
+    from mmengine.config import DictAction
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--teacher-ckpt', default='work_dirs/demo/teacher/epoch_10.pth')
     p.add_argument('--iters', type=int, default=20)
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--loss-weight', type=float, default=10.0)
     p.add_argument('--json')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                   help='overrides of the RetinaNet config (e.g. the data root)')
     args = p.parse_args()
     os.chdir(ROOT)
     import torch
@@ -47,7 +50,9 @@ def main():
     import_mmrazor_models()
     from mmrazor.registry import MODELS as RAZOR_MODELS
 
-    model_cfg = Config.fromfile(TEACHER).model
+    cfg = Config.fromfile(TEACHER)
+    cfg.merge_from_dict(args.cfg_options)
+    model_cfg = cfg.model
     levels = [0, 1, 2, 3]
     ours_cfg = dict(type='Distiller', student=copy.deepcopy(model_cfg),
                     teacher=copy.deepcopy(model_cfg), teacher_ckpt=args.teacher_ckpt,
@@ -57,7 +62,7 @@ def main():
     with DefaultScope.overwrite_default_scope('mmkd_det'):
         torch.manual_seed(0)
         ours = MODELS.build(ours_cfg)
-        loader = Runner.build_dataloader(dict(Config.fromfile(TEACHER).train_dataloader,
+        loader = Runner.build_dataloader(dict(cfg.train_dataloader,
                                               num_workers=0, persistent_workers=False))
         data = next(iter(loader))
 

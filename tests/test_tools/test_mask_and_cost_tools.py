@@ -59,3 +59,38 @@ def test_measure_cost_reports_mask_share(setup):
     assert res['masks_share_of_distill_step'] == pytest.approx(t['masks'] / t['distill'])
     assert res['distill_over_student_plus_teacher'] == pytest.approx(
         t['distill'] / (t['student'] + t['teacher']))
+
+
+def test_grad_norms_reports_each_term_relative_to_the_task(setup):
+    tmp, ckpt, options = setup
+    out = str(tmp / 'grads.json')
+    skd = osp.join(ROOT, 'configs/synthetic/skd_retina_r18w48_r18w32_synthetic.py')
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools/grad_norms.py'), skd,
+                           '--teacher-ckpt', ckpt, '--batches', '1', '--json', out, *options],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(out) as f:
+        terms = json.load(f)['terms']
+    assert set(terms) == {'task', 'distill.loss_skd.loss_at', 'distill.loss_skd.loss_am',
+                          'distill.loss_skd.loss_nld'}
+    assert terms['task']['grad_norm_over_task'] == pytest.approx(1.0)
+    for t in terms.values():
+        assert t['grad_norm'] > 0
+        assert t['grad_norm_over_task'] == pytest.approx(
+            t['grad_norm'] / terms['task']['grad_norm'])
+
+
+def test_compare_mmrazor_step_gives_equal_pkd_values(setup):
+    tmp, ckpt, options = setup
+    out = str(tmp / 'razor.json')
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools/compare_mmrazor_step.py'),
+                           '--teacher-ckpt', ckpt, '--iters', '1', '--warmup', '0',
+                           '--json', out, *options],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(out) as f:
+        res = json.load(f)
+    v = res['pkd_value']
+    assert v['mmkd_det'] == pytest.approx(v['mmrazor'], rel=1e-5) and v['mmkd_det'] > 0
+    assert res['ratio_mmkd_det_over_mmrazor'] == pytest.approx(
+        res['mean_seconds']['mmkd_det'] / res['mean_seconds']['mmrazor'])
