@@ -66,8 +66,8 @@ def test_mask_rcnn_student_trains_and_evaluates_bbox_and_segm(tmp_path):
     opts = [f'model.teacher_ckpt={ckpt}', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
             'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
             'val_dataloader.num_workers=0', 'default_hooks.logger.interval=1',
-            'custom_hooks=[]', f'val_evaluator.ann_file={ann}']
-    opts += [f'{k}_dataloader.dataset.data_root={data}' for k in ('train', 'val')]
+            'custom_hooks=[]', f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}']
+    opts += [f'{k}_dataloader.dataset.data_root={data}' for k in ('train', 'val', 'test')]
     proc = subprocess.run(
         [sys.executable, osp.join(ROOT, 'tools/train.py'),
          osp.join(ROOT, 'configs/synthetic/skd_mask_rcnn_r18w48_r18w32_synthetic.py'),

@@ -181,7 +181,9 @@ def loop_masks(priors, sizes, boxes, thr, box_levels=None):
 
 @pytest.fixture(scope='module')
 def retina():
-    return MODELS.build(tiny_model_cfg('retina', 8))
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmkd_det'):  # module fixture: no autouse scope
+        return MODELS.build(tiny_model_cfg('retina', 8))
 
 
 def test_masks_match_loop_on_retina_anchors(retina):
