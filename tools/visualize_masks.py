@@ -85,21 +85,15 @@ def main():
     args = parse_args()
     os.chdir(ROOT)
     import torch
-    from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
 
-    import mmkd_det  # noqa: F401
-    from mmkd_det.registry import MODELS
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
-    if cfg.model.get('type') != 'Distiller':
-        sys.exit(f'{args.config} is not a distillation config (model.type is '
-                 f'{cfg.model.get("type")!r}).')
-    if args.teacher_ckpt:
-        cfg.model.teacher_ckpt = args.teacher_ckpt
+    from mmkd_det.apis import build_distiller
+    try:
+        cfg, model = build_distiller(args.config, args.cfg_options, args.teacher_ckpt)
+    except ValueError as err:
+        sys.exit(str(err))
     with DefaultScope.overwrite_default_scope('mmkd_det'):
-        model = MODELS.build(cfg.model)
         if args.student_ckpt:
             load_student(model, args.student_ckpt)
         model.eval()

@@ -94,3 +94,10 @@ def test_compare_mmrazor_step_gives_equal_pkd_values(setup):
     assert v['mmkd_det'] == pytest.approx(v['mmrazor'], rel=1e-5) and v['mmkd_det'] > 0
     assert res['ratio_mmkd_det_over_mmrazor'] == pytest.approx(
         res['mean_seconds']['mmkd_det'] / res['mean_seconds']['mmrazor'])
+
+
+def test_build_distiller_refuses_a_plain_detector_config():
+    from mmkd_det.apis import build_distiller
+    plain = osp.join(ROOT, 'configs/synthetic/retinanet_r18w32_synthetic.py')
+    with pytest.raises(ValueError, match="model.type is 'RetinaNet'.*whose model is a Distiller"):
+        build_distiller(plain)

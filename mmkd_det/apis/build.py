@@ -1,0 +1,31 @@
+"""Build a config's Distiller the way the tools need it (no Runner)."""
+from typing import Optional, Tuple
+
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+
+def build_distiller(config: str, cfg_options: Optional[dict] = None,
+                    teacher_ckpt: Optional[str] = None) -> Tuple[Config, object]:
+    """Load ``config``, apply ``cfg_options`` and ``teacher_ckpt`` and build its
+    Distiller under the ``mmkd_det`` scope.
+
+    Returns:
+        tuple: the merged config and the model.
+
+    Raises:
+        ValueError: the config's model is not a Distiller.
+    """
+    import mmkd_det  # noqa: F401  (registers the modules)
+    from mmkd_det.registry import MODELS
+    cfg = Config.fromfile(config)
+    cfg.merge_from_dict(cfg_options or {})
+    if cfg.model.get('type') != 'Distiller':
+        raise ValueError(f'{config} is not a distillation config (model.type is '
+                         f'{cfg.model.get("type")!r}); give a config whose model is a '
+                         f'Distiller.')
+    if teacher_ckpt:
+        cfg.model.teacher_ckpt = teacher_ckpt
+    with DefaultScope.overwrite_default_scope('mmkd_det'):
+        model = MODELS.build(cfg.model)
+    return cfg, model
