@@ -1,6 +1,6 @@
-"""Time a distillation training step against its parts, on one fixed batch.
+"""Time and size a distillation training step against its parts, on one fixed batch.
 
-For a Distiller config, on the same batch, repeated and interleaved:
+For a Distiller config, on the same batch:
 
 * ``student``: plain student forward + losses + backward;
 * ``teacher``: the teacher forward the Distiller runs (backbone, neck, heads
@@ -9,107 +9,291 @@ For a Distiller config, on the same batch, repeated and interleaved:
 * ``masks``: time inside the losses' ``masks`` (mask construction), part of
   ``distill``.
 
-Prints mean times and the ratios ``distill / (student + teacher)`` and
-``masks / distill``; ``--json`` writes them.
+Time: the three steps are repeated interleaved; ratio
+``distill / (student + teacher)`` (target <= 1.05) and ``masks / distill``.
+
+Memory: each step runs in its own child process (``--phase``). The child
+builds the Distiller, runs the step once, frees the gradients, trims the heap
+(``malloc_trim``; large blocks are mmap-ed, ``MALLOC_MMAP_THRESHOLD_``, so a
+free returns them), resets the peak RSS (``/proc/self/clear_refs``) and runs
+the step twice more. A step's memory = bytes of the parameters it uses
+(student; teacher; student + teacher + the losses' adapters) + its peak RSS
+above the state before it (activations, gradients, workspace), what
+``torch.cuda.max_memory_allocated`` would count on a GPU. Ratio
+``distill / (student + teacher)`` (target <= 1.10); the activations-only
+ratio is reported too.
 
     python tools/measure_cost.py configs/synthetic/tid_retina_r18w48_r18w32_synthetic.py \
-        --teacher-ckpt work_dirs/demo/teacher/epoch_10.pth --iters 30
+        --teacher-ckpt work_dirs/demo/teacher/epoch_10.pth
+    # every distillation run of a benchmark preset, one table
+    python tools/measure_cost.py --preset review --teacher-ckpt work_dirs/demo/teacher/epoch_10.pth \
+        --out docs/measurements/cost_review
 """
 import argparse
+import ctypes
+import gc
 import json
 import os
 import os.path as osp
+import re
 import statistics as st
+import subprocess
 import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
+TIME_TARGET, MEMORY_TARGET = 1.05, 1.10
+PHASES = ('student', 'teacher', 'distill')
 
 
-def main():
-    from mmengine.config import DictAction
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('config')
-    p.add_argument('--teacher-ckpt')
-    p.add_argument('--iters', type=int, default=30)
-    p.add_argument('--warmup', type=int, default=5)
-    p.add_argument('--json')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                   help='key=value overrides, as in tools/train.py')
-    args = p.parse_args()
-    os.chdir(ROOT)
-    import torch
-    from mmengine.registry import DefaultScope
-    from mmengine.runner import Runner
+def _status_kb(field: str) -> int:
+    with open('/proc/self/status') as f:
+        return int(re.search(rf'{field}:\s+(\d+)', f.read()).group(1))
 
-    from mmkd_det.apis import build_distiller
+
+def peak_extra_bytes(fn, repeats: int = 2) -> int:
+    """Peak resident memory of ``fn()`` (called ``repeats`` times) above the
+    process's memory just before it, in bytes (Linux only).
+
+    Freed heap is handed back first (``malloc_trim``) so that earlier frees do
+    not hide new allocations; for large blocks to be returned on free, run the
+    process with ``MALLOC_MMAP_THRESHOLD_`` set (the ``--phase`` children are).
+    """
+    gc.collect()
     try:
-        cfg, model = build_distiller(args.config, args.cfg_options, args.teacher_ckpt)
-    except ValueError as err:
-        sys.exit(str(err))
-    with DefaultScope.overwrite_default_scope('mmkd_det'):
-        loader = Runner.build_dataloader(dict(cfg.train_dataloader, num_workers=0,
-                                              persistent_workers=False))
-        data = next(iter(loader))
-    model.train()
-    batch = model.data_preprocessor(data, True)
-    inputs, samples = batch['inputs'], batch['data_samples']
-    t_inputs = batch.get('teacher_inputs')
-    t_inputs = inputs if t_inputs is None else t_inputs
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except OSError:
+        pass
+    before = _status_kb('VmRSS')
+    with open('/proc/self/clear_refs', 'w') as f:   # reset VmHWM to VmRSS
+        f.write('5')
+    for _ in range(repeats):
+        fn()
+    return max(0, _status_kb('VmHWM') - before) * 1024
 
-    mask_time = [0.0]
-    for loss in model.distill_losses.values():
-        if hasattr(loss, 'masks'):
-            orig = loss.masks
 
-            def timed(*a, _orig=orig, **k):
-                start = time.perf_counter()
-                out = _orig(*a, **k)
-                mask_time[0] += time.perf_counter() - start
-                return out
-            loss.masks = timed
+def param_bytes(module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters()) if module else 0
 
-    def backward(losses):
-        total, _ = model.parse_losses(losses)
-        model.zero_grad(set_to_none=True)
+
+class Step:
+    """The three steps of one config on one fixed training batch."""
+
+    def __init__(self, config, cfg_options, teacher_ckpt):
+        from mmengine.registry import DefaultScope
+        from mmengine.runner import Runner
+
+        from mmkd_det.apis import build_distiller
+        self.cfg, model = build_distiller(config, cfg_options, teacher_ckpt)
+        with DefaultScope.overwrite_default_scope('mmkd_det'):
+            loader = Runner.build_dataloader(dict(self.cfg.train_dataloader, num_workers=0,
+                                                  persistent_workers=False))
+            data = next(iter(loader))
+        model.train()
+        self.model = model
+        batch = model.data_preprocessor(data, True)
+        self.inputs, self.samples = batch['inputs'], batch['data_samples']
+        self.teacher_inputs = batch.get('teacher_inputs')
+        self.mask_time = 0.0
+        for loss in model.distill_losses.values():
+            if hasattr(loss, 'masks'):
+                loss.masks = self._timed(loss.masks)
+
+    def _timed(self, fn):
+        def wrapper(*a, **k):
+            start = time.perf_counter()
+            out = fn(*a, **k)
+            self.mask_time += time.perf_counter() - start
+            return out
+        return wrapper
+
+    def _backward(self, losses):
+        total, _ = self.model.parse_losses(losses)
+        self.model.zero_grad(set_to_none=True)
         total.backward()
 
-    def run_student():
-        backward(model.student.loss(inputs, samples))
+    def student(self):
+        self._backward(self.model.student.loss(self.inputs, self.samples))
 
-    def run_teacher():
-        model._teacher_forward(t_inputs)
-        model.teacher_recorder.reset()
+    def teacher(self):
+        t_inputs = self.inputs if self.teacher_inputs is None else self.teacher_inputs
+        self.model._teacher_forward(t_inputs)
+        self.model.teacher_recorder.reset()
 
-    def run_distill():
-        backward(model.loss(inputs, samples, batch.get('teacher_inputs')))
+    def distill(self):
+        self._backward(self.model.loss(self.inputs, self.samples, self.teacher_inputs))
 
-    times = {k: [] for k in ('student', 'teacher', 'distill', 'masks')}
-    for it in range(args.warmup + args.iters):
-        for name, fn in (('student', run_student), ('teacher', run_teacher),
-                         ('distill', run_distill)):
-            mask_time[0] = 0.0
+    def param_bytes(self, phase: str) -> int:
+        m = self.model
+        return dict(student=param_bytes(m.student), teacher=param_bytes(m.teacher),
+                    distill=param_bytes(m.student) + param_bytes(m.teacher) +
+                    param_bytes(m.distill_losses))[phase]
+
+
+def time_steps(step: Step, iters: int, warmup: int) -> dict:
+    times = {k: [] for k in PHASES + ('masks',)}
+    for it in range(warmup + iters):
+        for name in PHASES:
+            step.mask_time = 0.0
             start = time.perf_counter()
-            fn()
+            getattr(step, name)()
             elapsed = time.perf_counter() - start
-            if it >= args.warmup:
+            if it >= warmup:
                 times[name].append(elapsed)
                 if name == 'distill':
-                    times['masks'].append(mask_time[0])
-    mean = {k: st.mean(v) for k, v in times.items()}
-    res = dict(config=args.config, iters=args.iters, threads=torch.get_num_threads(),
-               batch=list(inputs.shape), mean_seconds=mean,
+                    times['masks'].append(step.mask_time)
+    return {k: st.mean(v) for k, v in times.items()}
+
+
+def parse_options(items) -> dict:
+    """``['key=value', ...]`` -> dict, values parsed as tools/train.py's --cfg-options."""
+    from mmengine.config import DictAction
+    return {k: DictAction._parse_iterable(v) for k, v in (i.split('=', 1) for i in items)}
+
+
+def phase_child(args) -> None:
+    """``--phase``: print the memory of one step as JSON (see the module doc)."""
+    step = Step(args.config[0], parse_options(args.cfg_options), args.teacher_ckpt)
+    fn = getattr(step, args.phase)
+
+    def run():
+        fn()
+        step.model.zero_grad(set_to_none=True)
+    run()   # one-time allocations (kernels' caches, lazy buffers) are not the step's
+    extra = peak_extra_bytes(run)
+    print(json.dumps(dict(phase=args.phase, params=step.param_bytes(args.phase),
+                          activations=extra)))
+
+
+def memory_steps(config, options, teacher_ckpt) -> dict:
+    out = {}
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
+    for phase in PHASES:
+        cmd = [sys.executable, osp.abspath(__file__), config, '--phase', phase]
+        if teacher_ckpt:
+            cmd += ['--teacher-ckpt', teacher_ckpt]
+        if options:
+            cmd += ['--cfg-options', *options]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+        if proc.returncode:
+            sys.exit(f'memory child for {phase} of {config} failed:\n{proc.stderr[-3000:]}')
+        out[phase] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def measure(config, options, teacher_ckpt, iters, warmup, memory=True) -> dict:
+    """Time and (``memory``) memory of ``config`` with ``options`` (``key=value``)."""
+    import torch
+    step = Step(config, parse_options(options), teacher_ckpt)
+    mean = time_steps(step, iters, warmup)
+    res = dict(config=config, iters=iters, threads=torch.get_num_threads(),
+               batch=list(step.inputs.shape), mean_seconds=mean,
                distill_over_student_plus_teacher=mean['distill'] /
                (mean['student'] + mean['teacher']),
                masks_share_of_distill_step=mean['masks'] / mean['distill'])
-    for k, v in mean.items():
-        print(f'{k:>8}: {1000 * v:8.1f} ms')
-    print(f'distill / (student + teacher) = {res["distill_over_student_plus_teacher"]:.3f}')
-    print(f'masks / distill step          = {100 * res["masks_share_of_distill_step"]:.1f} %')
+    del step
+    gc.collect()
+    if memory:
+        mem = memory_steps(config, options, teacher_ckpt)
+        total = {k: v['params'] + v['activations'] for k, v in mem.items()}
+        res.update(memory_bytes=mem, memory_total_bytes=total,
+                   memory_distill_over_student_plus_teacher=total['distill'] /
+                   (total['student'] + total['teacher']),
+                   activation_memory_distill_over_student_plus_teacher=(
+                       mem['distill']['activations'] /
+                       (mem['student']['activations'] + mem['teacher']['activations'])))
+    return res
+
+
+def summary(res: dict) -> str:
+    t = res['mean_seconds']
+    lines = [f'{k:>8}: {1000 * v:8.1f} ms' for k, v in t.items()]
+    lines.append(f'time   distill / (student + teacher) = '
+                 f'{res["distill_over_student_plus_teacher"]:.3f} (target <= {TIME_TARGET})')
+    lines.append(f'masks / distill step = {100 * res["masks_share_of_distill_step"]:.1f} %')
+    if 'memory_total_bytes' in res:
+        m = res['memory_total_bytes']
+        lines += [f'{k:>8}: {v / 2**20:8.1f} MiB (params '
+                  f'{res["memory_bytes"][k]["params"] / 2**20:.1f})' for k, v in m.items()]
+        lines.append(f'memory distill / (student + teacher) = '
+                     f'{res["memory_distill_over_student_plus_teacher"]:.3f} '
+                     f'(target <= {MEMORY_TARGET}); activations only '
+                     f'{res["activation_memory_distill_over_student_plus_teacher"]:.3f}')
+    return '\n'.join(lines)
+
+
+def table(results: dict) -> str:
+    """Markdown table of ``{run name: measure() result}``."""
+    rows = ['| run | student ms | teacher ms | distill ms | time ratio | masks % | '
+            'student MiB | teacher MiB | distill MiB | memory ratio | activations ratio |',
+            '|---|---|---|---|---|---|---|---|---|---|---|']
+    for name, r in results.items():
+        t, m = r['mean_seconds'], r.get('memory_total_bytes', {})
+        time_ok = '' if r['distill_over_student_plus_teacher'] <= TIME_TARGET else ' ✗'
+        cells = [name] + [f'{1000 * t[k]:.1f}' for k in PHASES] + [
+            f'{r["distill_over_student_plus_teacher"]:.3f}{time_ok}',
+            f'{100 * r["masks_share_of_distill_step"]:.1f}']
+        if m:
+            mem_ok = '' if r['memory_distill_over_student_plus_teacher'] <= MEMORY_TARGET \
+                else ' ✗'
+            cells += [f'{m[k] / 2**20:.1f}' for k in PHASES] + [
+                f'{r["memory_distill_over_student_plus_teacher"]:.3f}{mem_ok}',
+                f'{r["activation_memory_distill_over_student_plus_teacher"]:.3f}']
+        else:
+            cells += [''] * 5
+        rows.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(rows)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('config', nargs='*', help='Distiller config(s)')
+    p.add_argument('--preset', help="every Distiller run of this tools/benchmark.py preset")
+    p.add_argument('--teacher-ckpt')
+    p.add_argument('--iters', type=int, default=30)
+    p.add_argument('--warmup', type=int, default=5)
+    p.add_argument('--no-memory', action='store_true', help='time only')
+    p.add_argument('--json', help='one config: its result as JSON')
+    p.add_argument('--out', help='stem of <out>.json and <out>.md (all configs)')
+    p.add_argument('--phase', choices=PHASES, help=argparse.SUPPRESS)
+    p.add_argument('--cfg-options', nargs='+', default=[],
+                   help='key=value overrides, as in tools/train.py')
+    args = p.parse_args()
+    os.chdir(ROOT)
+    if args.phase:
+        return phase_child(args)
+    runs = {}
+    if args.preset:
+        sys.path.insert(0, osp.join(ROOT, 'tools'))
+        from benchmark import PRESETS, RUNS, needs_teacher
+        for name in PRESETS[args.preset]:
+            config, options = RUNS[name]
+            if needs_teacher(config):
+                runs[name] = (config, list(options))
+    runs.update({osp.basename(c)[:-3]: (c, []) for c in args.config})
+    if not runs:
+        p.error('give a Distiller config or --preset')
+    results = {}
+    for name, (config, options) in runs.items():
+        try:
+            res = measure(config, options + args.cfg_options, args.teacher_ckpt,
+                          args.iters, args.warmup, memory=not args.no_memory)
+        except ValueError as err:
+            sys.exit(str(err))
+        results[name] = res
+        print(f'== {name} ({config})\n{summary(res)}', flush=True)
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(res, f, indent=2)
+            json.dump(next(iter(results.values())) if len(results) == 1 else results, f,
+                      indent=2)
+    if args.out:
+        with open(args.out + '.json', 'w') as f:
+            json.dump(results, f, indent=2)
+        with open(args.out + '.md', 'w') as f:
+            f.write(table(results) + '\n')
+    if len(results) > 1:
+        print(table(results))
 
 
 if __name__ == '__main__':

@@ -1,6 +1,7 @@
 """tools/visualize_masks.py and tools/measure_cost.py on the shipped synthetic
 TID config (tiny generated data, random teacher weights)."""
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -59,6 +60,37 @@ def test_measure_cost_reports_mask_share(setup):
     assert res['masks_share_of_distill_step'] == pytest.approx(t['masks'] / t['distill'])
     assert res['distill_over_student_plus_teacher'] == pytest.approx(
         t['distill'] / (t['student'] + t['teacher']))
+    # memory: each step's parameters + its peak above the state before it
+    mem, total = res['memory_bytes'], res['memory_total_bytes']
+    for phase in ('student', 'teacher', 'distill'):
+        assert total[phase] == mem[phase]['params'] + mem[phase]['activations']
+        assert mem[phase]['activations'] > 0
+    # the distill step holds both models and TID's adapters (student 64 -> teacher
+    # 96 FPN channels), and does the student's step plus more
+    from mmkd_det.apis import build_distiller
+    _, model = build_distiller(CONFIG, teacher_ckpt=ckpt)
+    adapters = sum(4 * p.numel() for p in model.distill_losses.parameters())
+    assert adapters > 0
+    assert mem['distill']['params'] == (mem['student']['params'] + mem['teacher']['params'] +
+                                        adapters)
+    assert mem['student']['params'] == sum(4 * p.numel() for p in model.student.parameters())
+    assert mem['distill']['activations'] > mem['student']['activations']
+    assert res['memory_distill_over_student_plus_teacher'] == pytest.approx(
+        total['distill'] / (total['student'] + total['teacher']))
+
+
+def test_peak_extra_bytes_sees_a_known_allocation():
+    # a 96 MiB tensor made and freed inside fn, after a 64 MiB one made and
+    # freed before it: the peak above the state before fn is the 96 MiB
+    script = (
+        'import sys, torch; sys.path.insert(0, "tools"); from measure_cost import '
+        'peak_extra_bytes; a = torch.ones(16 * 2**20); del a; '
+        'print(peak_extra_bytes(lambda: torch.ones(24 * 2**20).sum(), repeats=2))')
+    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120,
+                          env=dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536'))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout.split()[-1]) / 2**20 == pytest.approx(96, rel=0.05)
 
 
 def test_grad_norms_reports_each_term_relative_to_the_task(setup):
