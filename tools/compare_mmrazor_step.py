@@ -11,7 +11,13 @@ same thing. mmrazor's ``SingleTeacherDistill`` runs the teacher's whole
 teacher's backbone and neck. (mmrazor's ``FpnTeacherDistill`` would skip the
 teacher head too; the issue names ``SingleTeacherDistill``.)
 
+``--pair full``: mmdet's RetinaNet R101 teacher and R50 student (256-channel
+FPNs, COCO heads) on a batch of ``--batch`` random 1333x800 images with 7 random
+boxes each; both models start from random weights (the teacher's are saved
+once and loaded by both wrappers), which does not change the work done.
+
     python tools/compare_mmrazor_step.py --teacher-ckpt work_dirs/demo/teacher/epoch_10.pth
+    python tools/compare_mmrazor_step.py --pair full --iters 3 --warmup 1
 """
 import argparse
 import copy
@@ -25,12 +31,58 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 TEACHER = 'configs/synthetic/retinanet_r18w48_synthetic.py'
+FULL = dict(student='mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+            teacher='mmdet::retinanet/retinanet_r101_fpn_1x_coco.py')
+
+
+def full_pair(batch: int, size=(800, 1333), boxes: int = 7, seed: int = 0):
+    """Student and teacher model configs, a teacher checkpoint and a data batch
+    (``--pair full``)."""
+    import tempfile
+
+    import torch
+    from mmdet.structures import DetDataSample
+    from mmengine.hub import get_config
+    from mmengine.registry import DefaultScope
+    from mmengine.structures import InstanceData
+
+    from mmkd_det.registry import MODELS
+    cfgs = {}
+    for role, path in FULL.items():
+        cfgs[role] = get_config(path).model
+        cfgs[role].backbone.init_cfg = None   # no download: random weights
+    with DefaultScope.overwrite_default_scope('mmkd_det'):
+        torch.manual_seed(seed)
+        teacher = MODELS.build(copy.deepcopy(cfgs['teacher']))
+        teacher.init_weights()   # the heads' prior-probability bias, as in training
+    ckpt = osp.join(tempfile.mkdtemp(), 'teacher_r101_random.pth')
+    torch.save(dict(state_dict=teacher.state_dict()), ckpt)
+    g = torch.Generator().manual_seed(seed)
+    h, w = size
+    data = dict(inputs=[], data_samples=[])
+    for _ in range(batch):
+        data['inputs'].append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g))
+        xy = torch.rand(boxes, 2, generator=g) * torch.tensor([0.7 * w, 0.7 * h])
+        wh = torch.rand(boxes, 2, generator=g) * torch.tensor([0.3 * w, 0.3 * h]) + 8
+        sample = DetDataSample(metainfo=dict(img_shape=size, ori_shape=size,
+                                             scale_factor=(1.0, 1.0)))
+        sample.gt_instances = InstanceData(
+            bboxes=torch.cat([xy, xy + wh], 1),
+            labels=torch.randint(0, 80, (boxes,), generator=g))
+        data['data_samples'].append(sample)
+    return cfgs['student'], cfgs['teacher'], ckpt, data
 
 
 def main():
     from mmengine.config import DictAction
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--teacher-ckpt', default='work_dirs/demo/teacher/epoch_10.pth')
+    p.add_argument('--pair', choices=['synthetic', 'full'], default='synthetic',
+                   help='synthetic: the R18-w48 RetinaNet as student and teacher; full: '
+                        'RetinaNet R101 -> R50 at 1333x800')
+    p.add_argument('--batch', type=int, default=2, help='--pair full: images per batch')
+    p.add_argument('--threads', type=int, help='torch threads (default: torch\'s)')
+    p.add_argument('--teacher-ckpt', default='work_dirs/demo/teacher/epoch_10.pth',
+                   help='--pair synthetic: the R18-w48 RetinaNet weights')
     p.add_argument('--iters', type=int, default=20)
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--loss-weight', type=float, default=10.0)
@@ -50,28 +102,36 @@ def main():
     import_mmrazor_models()
     from mmrazor.registry import MODELS as RAZOR_MODELS
 
-    cfg = Config.fromfile(TEACHER)
-    cfg.merge_from_dict(args.cfg_options)
-    model_cfg = cfg.model
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.pair == 'full':
+        student_cfg, teacher_cfg, teacher_ckpt, data = full_pair(args.batch)
+    else:
+        cfg = Config.fromfile(TEACHER)
+        cfg.merge_from_dict(args.cfg_options)
+        student_cfg, teacher_cfg, teacher_ckpt = cfg.model, cfg.model, args.teacher_ckpt
+        with DefaultScope.overwrite_default_scope('mmkd_det'):
+            loader = Runner.build_dataloader(dict(cfg.train_dataloader,
+                                                  num_workers=0, persistent_workers=False))
+            data = next(iter(loader))
     levels = [0, 1, 2, 3]
-    ours_cfg = dict(type='Distiller', student=copy.deepcopy(model_cfg),
-                    teacher=copy.deepcopy(model_cfg), teacher_ckpt=args.teacher_ckpt,
+    ours_cfg = dict(type='Distiller', student=copy.deepcopy(student_cfg),
+                    teacher=copy.deepcopy(teacher_cfg), teacher_ckpt=teacher_ckpt,
                     recorders=dict(fpn=dict(source='neck', levels=levels)),
                     distill_losses=dict(loss_pkd=dict(type='PKDLoss',
                                                       loss_weight=args.loss_weight)))
     with DefaultScope.overwrite_default_scope('mmkd_det'):
         torch.manual_seed(0)
         ours = MODELS.build(ours_cfg)
-        loader = Runner.build_dataloader(dict(cfg.train_dataloader,
-                                              num_workers=0, persistent_workers=False))
-        data = next(iter(loader))
+        if args.pair == 'full':
+            ours.init_weights()
 
     def mmdet(cfg):
         return dict(copy.deepcopy(cfg.to_dict()), _scope_='mmdet')
     razor_cfg = dict(
         type='SingleTeacherDistill',
-        architecture=mmdet(model_cfg), teacher=mmdet(model_cfg),
-        teacher_ckpt=args.teacher_ckpt,
+        architecture=mmdet(student_cfg), teacher=mmdet(teacher_cfg),
+        teacher_ckpt=teacher_ckpt,
         distiller=dict(
             type='ConfigurableDistiller',
             student_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
@@ -110,7 +170,8 @@ def main():
             if it >= args.warmup:
                 times[name].append(time.perf_counter() - start)
     mean = {k: st.mean(v) for k, v in times.items()}
-    res = dict(threads=torch.get_num_threads(), batch=list(inputs.shape), iters=args.iters,
+    res = dict(pair=args.pair, threads=torch.get_num_threads(), batch=list(inputs.shape),
+               iters=args.iters,
                pkd_value=dict(mmkd_det=check, mmrazor=r_check), mean_seconds=mean,
                ratio_mmkd_det_over_mmrazor=mean['mmkd_det'] / mean['mmrazor'])
     print(f'PKD on the first batch: mmkd_det {check:.6f}, mmrazor {r_check:.6f}')

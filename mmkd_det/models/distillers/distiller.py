@@ -1,4 +1,5 @@
 """The Distiller: a frozen teacher, a trainable student and config-selected losses."""
+import copy
 import inspect
 import logging
 import os.path as osp
@@ -92,6 +93,12 @@ class Distiller(BaseModel):
             use it). Shapes must match. Applied at build and again after the
             runner's ``init_weights`` (a resumed checkpoint still wins).
             Defaults to None (off).
+        fuse_teacher_bn (bool): fold the frozen teacher's eval-mode BatchNorm
+            layers into the convolutions before them (mmcv ``fuse_conv_bn``;
+            not in ``inherit_from_teacher`` modules). The same function up to
+            float rounding, checked on a random image at build (a mismatch
+            undoes it with a warning); saves the BN passes of every teacher
+            forward. Defaults to True.
     """
 
     def __init__(self,
@@ -105,6 +112,7 @@ class Distiller(BaseModel):
                  stop_epoch: Optional[int] = None,
                  probe_size: int = 256,
                  inherit_from_teacher: Optional[Sequence[str]] = None,
+                 fuse_teacher_bn: bool = True,
                  data_preprocessor=None,
                  init_cfg=None):
         # nested mmdet/mmengine builds (data preprocessors, heads) need our scope,
@@ -130,6 +138,8 @@ class Distiller(BaseModel):
         self._magnitude_warned = False
         self.inherit_from_teacher = tuple(inherit_from_teacher or ())
         self._inherit_teacher_weights()
+        if fuse_teacher_bn:
+            self._fuse_teacher_bn(probe_size)
         self.warmup_iters = int(warmup_iters)
         self.stop_epoch = stop_epoch
         self.record_specs = {k: dict(v) for k, v in recorders.items()}
@@ -176,6 +186,37 @@ class Distiller(BaseModel):
                     f'Inheritance needs the same {prefix} architecture and widths; remove '
                     f'{prefix!r} from inherit_from_teacher.')
             s_mod.load_state_dict(t_state)
+
+    #: largest |fused - unfused| / max|unfused| per teacher feature level accepted
+    FUSE_TOLERANCE = 1e-4
+
+    def _fuse_teacher_bn(self, size: int) -> None:
+        """Fold the teacher's BatchNorm layers into the preceding convolutions
+        (outside ``inherit_from_teacher``) and check the features are unchanged."""
+        from mmcv.cnn import fuse_conv_bn
+        children = [m for n, m in self.teacher.named_children()
+                    if n not in self.inherit_from_teacher and n != 'data_preprocessor']
+        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                   for c in children for m in c.modules()):
+            return
+        probe = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+        original = {id(c): copy.deepcopy(c) for c in children}
+        with torch.no_grad():
+            before = self.teacher.extract_feat(probe)
+            for child in children:
+                fuse_conv_bn(child)
+            self.teacher.requires_grad_(False)
+            after = self.teacher.extract_feat(probe)
+        errors = [((a - b).abs().max() / b.abs().max().clamp(min=1e-12)).item()
+                  for a, b in zip(after, before)]
+        if max(errors) > self.FUSE_TOLERANCE:
+            for name, child in list(self.teacher.named_children()):
+                if id(child) in original:
+                    setattr(self.teacher, name, original[id(child)])
+            print_log(f'fuse_teacher_bn: folding the teacher\'s BatchNorm into its convolutions '
+                      f'changed its features (relative error {max(errors):.2g}); kept the '
+                      f'unfused teacher. Set fuse_teacher_bn=False to skip the attempt.',
+                      logger='current', level=logging.WARNING)
 
     def init_weights(self) -> None:
         super().init_weights()

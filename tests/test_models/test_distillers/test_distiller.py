@@ -24,8 +24,10 @@ def retina(weights):
     return MODELS.build(frs_distiller_cfg('retina', ckpt)), ckpt
 
 
-def test_teacher_is_loaded_frozen_and_outside_the_module_tree(retina):
-    distiller, ckpt = retina
+def test_teacher_is_loaded_frozen_and_outside_the_module_tree(weights):
+    ckpt = weights(tiny_model_cfg('retina', 16))
+    # unfused, so the teacher's state dict is the checkpoint's
+    distiller = MODELS.build(frs_distiller_cfg('retina', ckpt, fuse_teacher_bn=False))
     saved = torch.load(ckpt)['state_dict']
     for k, v in distiller.teacher.state_dict().items():
         assert torch.equal(v, saved[k]), k
@@ -326,3 +328,65 @@ def test_distill_to_task_ratio_is_logged_and_warned_once(weights, frs_cfg, monke
     calls.clear()
     d(**d.data_preprocessor(batch(), True), mode='loss')
     assert not calls
+
+
+def trained_bn_teacher(path, seed=1):
+    """A tiny RetinaNet teacher whose BN layers have non-trivial statistics and
+    affine weights (a fresh model's would make folding an identity)."""
+    torch.manual_seed(seed)
+    model = MODELS.build(tiny_model_cfg('retina', 16))
+    model.init_weights()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    torch.save(dict(meta=dict(), state_dict=model.state_dict()), path)
+    return path
+
+
+def test_fused_teacher_bn_gives_the_unfused_features_and_losses(tmp_path):
+    ckpt = trained_bn_teacher(str(tmp_path / 't.pth'))
+    fused = MODELS.build(frs_distiller_cfg('retina', ckpt))
+    plain = MODELS.build(frs_distiller_cfg('retina', ckpt, fuse_teacher_bn=False))
+    plain.student.load_state_dict(fused.student.state_dict())
+    plain.distill_losses.load_state_dict(fused.distill_losses.state_dict())
+    bns = [n for n, m in fused.teacher.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert not bns and any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.teacher.modules())
+    assert all(not p.requires_grad for p in fused.teacher.parameters())
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        for a, b in zip(fused.teacher.extract_feat(x), plain.teacher.extract_feat(x)):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * b.abs().max().item())
+    MessageHub.get_current_instance().update_info('iter', 10 ** 6)
+    fused.eval()
+    plain.eval()
+    data = fused.data_preprocessor(batch(), True)
+    lf, lp = fused(**data, mode='loss'), plain(**data, mode='loss')
+    for k in ('distill.loss_frs_fpn', 'distill.loss_frs_cls'):
+        assert lf[k].item() == pytest.approx(lp[k].item(), rel=1e-4), k
+
+
+def test_teacher_bn_fusion_that_changes_features_is_undone(tmp_path, monkeypatch):
+    import mmcv.cnn
+    from mmkd_det.models.distillers import distiller as mod
+    calls = []
+    monkeypatch.setattr(mod, 'print_log', lambda msg, **kw: calls.append(msg))
+
+    fuse = mmcv.cnn.fuse_conv_bn
+
+    def broken_fuse(module):   # folds, then corrupts the folded weights
+        fuse(module)
+        for m in module.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.data.mul_(1.5)
+        return module
+    monkeypatch.setattr(mmcv.cnn, 'fuse_conv_bn', broken_fuse)
+    ckpt = trained_bn_teacher(str(tmp_path / 't.pth'))
+    d = MODELS.build(frs_distiller_cfg('retina', ckpt))
+    assert len(calls) == 1 and 'kept the unfused teacher' in calls[0]
+    saved = torch.load(ckpt)['state_dict']
+    for k, v in d.teacher.state_dict().items():
+        assert torch.equal(v, saved[k]), k
+    assert all(not p.requires_grad for p in d.teacher.parameters())
