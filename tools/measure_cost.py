@@ -78,18 +78,10 @@ def param_bytes(module) -> int:
 
 
 class Step:
-    """The three steps of one config on one fixed training batch."""
+    """The three steps of a Distiller on one fixed training batch (``data``, as a
+    dataloader yields it)."""
 
-    def __init__(self, config, cfg_options, teacher_ckpt):
-        from mmengine.registry import DefaultScope
-        from mmengine.runner import Runner
-
-        from mmkd_det.apis import build_distiller
-        self.cfg, model = build_distiller(config, cfg_options, teacher_ckpt)
-        with DefaultScope.overwrite_default_scope('mmkd_det'):
-            loader = Runner.build_dataloader(dict(self.cfg.train_dataloader, num_workers=0,
-                                                  persistent_workers=False))
-            data = next(iter(loader))
+    def __init__(self, model, data):
         model.train()
         self.model = model
         batch = model.data_preprocessor(data, True)
@@ -99,6 +91,19 @@ class Step:
         for loss in model.distill_losses.values():
             if hasattr(loss, 'masks'):
                 loss.masks = self._timed(loss.masks)
+
+    @classmethod
+    def from_config(cls, config, cfg_options, teacher_ckpt) -> 'Step':
+        """The Distiller of ``config`` and the first batch of its train loader."""
+        from mmengine.registry import DefaultScope
+        from mmengine.runner import Runner
+
+        from mmkd_det.apis import build_distiller
+        cfg, model = build_distiller(config, cfg_options, teacher_ckpt)
+        with DefaultScope.overwrite_default_scope('mmkd_det'):
+            loader = Runner.build_dataloader(dict(cfg.train_dataloader, num_workers=0,
+                                                  persistent_workers=False))
+            return cls(model, next(iter(loader)))
 
     def _timed(self, fn):
         def wrapper(*a, **k):
@@ -131,19 +136,25 @@ class Step:
                     param_bytes(m.distill_losses))[phase]
 
 
-def time_steps(step: Step, iters: int, warmup: int) -> dict:
-    times = {k: [] for k in PHASES + ('masks',)}
+def time_steps(step: Step, iters: int, warmup: int, phases=PHASES) -> dict:
+    """Mean seconds of each of ``phases``, run interleaved ``warmup + iters`` times
+    (CUDA is synchronised around each; ``masks`` is then not exact)."""
+    import torch
+    sync = torch.cuda.synchronize if step.inputs.is_cuda else (lambda: None)
+    times = {k: [] for k in tuple(phases) + ('masks',)}
     for it in range(warmup + iters):
-        for name in PHASES:
+        for name in phases:
             step.mask_time = 0.0
+            sync()
             start = time.perf_counter()
             getattr(step, name)()
+            sync()
             elapsed = time.perf_counter() - start
             if it >= warmup:
                 times[name].append(elapsed)
                 if name == 'distill':
                     times['masks'].append(step.mask_time)
-    return {k: st.mean(v) for k, v in times.items()}
+    return {k: st.mean(v) for k, v in times.items() if v}
 
 
 def parse_options(items) -> dict:
@@ -154,7 +165,8 @@ def parse_options(items) -> dict:
 
 def phase_child(args) -> None:
     """``--phase``: print the memory of one step as JSON (see the module doc)."""
-    step = Step(args.config[0], parse_options(args.cfg_options), args.teacher_ckpt)
+    step = Step.from_config(args.config[0], parse_options(args.cfg_options),
+                          args.teacher_ckpt)
     fn = getattr(step, args.phase)
 
     def run():
@@ -185,7 +197,7 @@ def memory_steps(config, options, teacher_ckpt) -> dict:
 def measure(config, options, teacher_ckpt, iters, warmup, memory=True) -> dict:
     """Time and (``memory``) memory of ``config`` with ``options`` (``key=value``)."""
     import torch
-    step = Step(config, parse_options(options), teacher_ckpt)
+    step = Step.from_config(config, parse_options(options), teacher_ckpt)
     mean = time_steps(step, iters, warmup)
     res = dict(config=config, iters=iters, threads=torch.get_num_threads(),
                batch=list(step.inputs.shape), mean_seconds=mean,

@@ -1,0 +1,102 @@
+"""Images/s and peak memory of a full-size training step: plain student vs distilled.
+
+Builds a COCO Distiller config (default ``configs/frs_retina_r101_r50.py``:
+RetinaNet R101 teacher -> R50 student) with random weights (the teacher's are
+saved once to a temporary file; nothing is downloaded) and, on a batch of
+``--batch`` random 1333x800 images with 7 random boxes each (the batch of
+``tools/compare_mmrazor_step.py --pair full``), times interleaved:
+
+* ``student``: the plain student's forward + losses + backward;
+* ``distill``: the Distiller's step (teacher forward, student, losses, backward).
+
+and reports images/s of each and, on CUDA, ``torch.cuda.max_memory_allocated``
+of each step: for ``distill`` everything; for ``student`` minus the teacher's
+and the losses' weights, which stay allocated but a plain student run would
+not hold. Random weights do not change the work.
+
+    python tools/measure_throughput.py --device cuda            # the GPU check of issue 6
+    python tools/measure_throughput.py configs/pkd_retina_r101_r50.py --device cuda
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+import tempfile
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+
+
+def build(config: str):
+    """The config's Distiller with a random teacher (saved to a temp file)."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    import mmkd_det  # noqa: F401
+    from mmkd_det.models.distillers import load_model_cfg
+    from mmkd_det.registry import MODELS
+    cfg = Config.fromfile(config)
+    if cfg.model.get('type') != 'Distiller':
+        sys.exit(f'{config} is not a distillation config; give a Distiller config.')
+    with DefaultScope.overwrite_default_scope('mmkd_det'):
+        torch.manual_seed(0)
+        teacher = MODELS.build(load_model_cfg(cfg.model.teacher, 'teacher'))
+        ckpt = osp.join(tempfile.mkdtemp(), 'teacher_random.pth')
+        torch.save(dict(state_dict=teacher.state_dict()), ckpt)
+        del teacher
+        cfg.model.teacher_ckpt = ckpt
+        return MODELS.build(cfg.model)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('config', nargs='?', default='configs/frs_retina_r101_r50.py')
+    p.add_argument('--device', default='cuda')
+    p.add_argument('--batch', type=int, default=2)
+    p.add_argument('--iters', type=int, default=20)
+    p.add_argument('--warmup', type=int, default=5)
+    p.add_argument('--json')
+    args = p.parse_args()
+    os.chdir(ROOT)
+    import torch
+    from compare_mmrazor_step import full_pair
+    from measure_cost import Step, param_bytes, time_steps
+
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        sys.exit('--device cuda: no CUDA device visible to torch; use --device cpu.')
+    model = build(args.config).to(args.device)
+    *_, data = full_pair(args.batch)
+    step = Step(model, data)
+    mean = time_steps(step, args.iters, args.warmup, phases=('student', 'distill'))
+    res = dict(config=args.config, device=args.device, batch=list(step.inputs.shape),
+               iters=args.iters, mean_seconds={k: mean[k] for k in ('student', 'distill')},
+               images_per_s={k: args.batch / mean[k] for k in ('student', 'distill')},
+               distill_over_student_time=mean['distill'] / mean['student'])
+    if args.device.startswith('cuda'):
+        res['device_name'] = torch.cuda.get_device_name()
+        peak = {}
+        for name in ('student', 'distill'):
+            step.model.zero_grad(set_to_none=True)
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            getattr(step, name)()
+            torch.cuda.synchronize()
+            peak[name] = torch.cuda.max_memory_allocated()
+        peak['student'] -= param_bytes(model.teacher) + param_bytes(model.distill_losses)
+        res['max_memory_allocated_bytes'] = peak
+        res['distill_over_student_memory'] = peak['distill'] / peak['student']
+    for k in ('student', 'distill'):
+        mem = res.get('max_memory_allocated_bytes', {}).get(k)
+        print(f'{k:>8}: {1000 * mean[k]:8.1f} ms/step, {res["images_per_s"][k]:6.2f} images/s'
+              + (f', {mem / 2**30:.2f} GiB max allocated' if mem else ''))
+    print(f'distill / student time = {res["distill_over_student_time"]:.3f}')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(res, f, indent=2)
+
+
+if __name__ == '__main__':
+    main()
