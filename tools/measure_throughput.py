@@ -7,9 +7,11 @@ saved once to a temporary file; nothing is downloaded) and, on a batch of
 ``tools/compare_mmrazor_step.py --pair full``), times interleaved:
 
 * ``student``: the plain student's forward + losses + backward;
+* ``teacher``: the teacher forward the Distiller runs (no grad);
 * ``distill``: the Distiller's step (teacher forward, student, losses, backward).
 
-and reports images/s of each and, on CUDA, ``torch.cuda.max_memory_allocated``
+and reports images/s of the student and distill steps, the time ratio
+``distill / (student + teacher)`` of ``tools/measure_cost.py`` and, on CUDA, ``torch.cuda.max_memory_allocated``
 of each step: for ``distill`` everything; for ``student`` minus the teacher's
 and the losses' weights, which stay allocated but a plain student run would
 not hold. Random weights do not change the work.
@@ -70,11 +72,13 @@ def main():
     model = build(args.config).to(args.device)
     *_, data = full_pair(args.batch)
     step = Step(model, data)
-    mean = time_steps(step, args.iters, args.warmup, phases=('student', 'distill'))
+    mean = time_steps(step, args.iters, args.warmup)
     res = dict(config=args.config, device=args.device, batch=list(step.inputs.shape),
-               iters=args.iters, mean_seconds={k: mean[k] for k in ('student', 'distill')},
+               threads=torch.get_num_threads(), iters=args.iters, mean_seconds=mean,
                images_per_s={k: args.batch / mean[k] for k in ('student', 'distill')},
-               distill_over_student_time=mean['distill'] / mean['student'])
+               distill_over_student_time=mean['distill'] / mean['student'],
+               distill_over_student_plus_teacher=mean['distill'] /
+               (mean['student'] + mean['teacher']))
     if args.device.startswith('cuda'):
         res['device_name'] = torch.cuda.get_device_name()
         peak = {}
@@ -92,7 +96,9 @@ def main():
         mem = res.get('max_memory_allocated_bytes', {}).get(k)
         print(f'{k:>8}: {1000 * mean[k]:8.1f} ms/step, {res["images_per_s"][k]:6.2f} images/s'
               + (f', {mem / 2**30:.2f} GiB max allocated' if mem else ''))
-    print(f'distill / student time = {res["distill_over_student_time"]:.3f}')
+    print(f'teacher: {1000 * mean["teacher"]:8.1f} ms/forward')
+    print(f'distill / student time = {res["distill_over_student_time"]:.3f}; '
+          f'distill / (student + teacher) = {res["distill_over_student_plus_teacher"]:.3f}')
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(res, f, indent=2)
