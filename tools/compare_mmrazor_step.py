@@ -80,6 +80,10 @@ def main():
                    help='synthetic: the R18-w48 RetinaNet as student and teacher; full: '
                         'RetinaNet R101 -> R50 at 1333x800')
     p.add_argument('--batch', type=int, default=2, help='--pair full: images per batch')
+    p.add_argument('--size', type=int, nargs=2, default=[800, 1333], metavar=('H', 'W'),
+                   help='--pair full: image size')
+    p.add_argument('--breakdown', action='store_true',
+                   help='also time the parts: each student step alone and each teacher pass')
     p.add_argument('--threads', type=int, help='torch threads (default: torch\'s)')
     p.add_argument('--teacher-ckpt', default='work_dirs/demo/teacher/epoch_10.pth',
                    help='--pair synthetic: the R18-w48 RetinaNet weights')
@@ -105,7 +109,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.pair == 'full':
-        student_cfg, teacher_cfg, teacher_ckpt, data = full_pair(args.batch)
+        student_cfg, teacher_cfg, teacher_ckpt, data = full_pair(args.batch, tuple(args.size))
     else:
         cfg = Config.fromfile(TEACHER)
         cfg.merge_from_dict(args.cfg_options)
@@ -160,11 +164,22 @@ def main():
     check = step(ours, inputs, samples)['distill.loss_pkd'].item()
     r_losses = step(razor, r_batch['inputs'], r_batch['data_samples'])
     r_check = sum(v.item() for k, v in r_losses.items() if 'loss_pkd' in k)
-    times = dict(mmkd_det=[], mmrazor=[])
+    fns = dict(mmkd_det=lambda: step(ours, inputs, samples),
+               mmrazor=lambda: step(razor, r_batch['inputs'], r_batch['data_samples']))
+    if args.breakdown:
+        def razor_teacher():
+            with torch.no_grad():
+                razor.teacher(r_batch['inputs'], r_batch['data_samples'], mode='loss')
+        fns.update({
+            'mmkd_det student step': lambda: step(ours.student, inputs, samples),
+            'mmrazor student step': lambda: step(razor.student, r_batch['inputs'],
+                                                 r_batch['data_samples']),
+            'mmkd_det teacher forward': lambda: (ours._teacher_forward(inputs),
+                                                 ours.teacher_recorder.reset()),
+            'mmrazor teacher forward (loss mode)': razor_teacher})
+    times = {k: [] for k in fns}
     for it in range(args.warmup + args.iters):
-        for name, fn in (('mmkd_det', lambda: step(ours, inputs, samples)),
-                         ('mmrazor', lambda: step(razor, r_batch['inputs'],
-                                                  r_batch['data_samples']))):
+        for name, fn in fns.items():
             start = time.perf_counter()
             fn()
             if it >= args.warmup:

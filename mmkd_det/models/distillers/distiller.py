@@ -344,9 +344,11 @@ class Distiller(BaseModel):
             if extra:
                 losses['distill.loss_stopped'] = torch.stack(extra).sum()
             return losses
+        # teacher first: its activations are freed before the student's exist (a
+        # lower peak than student-then-teacher), only its records stay
+        self._teacher_forward(inputs if teacher_inputs is None else teacher_inputs)
         with self.student_recorder:
             losses = self.student.loss(inputs, data_samples)
-        self._teacher_forward(inputs if teacher_inputs is None else teacher_inputs)
         for name, loss in self.distill_losses.items():
             value = loss(**self._loss_kwargs(name, data_samples))
             # a loss may return its terms (each logged, all summed by the runner)
