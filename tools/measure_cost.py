@@ -7,7 +7,9 @@ For a Distiller config, on the same batch:
   it records), no grad;
 * ``distill``: the Distiller's full training forward + backward;
 * ``masks``: time inside the losses' ``masks`` (mask construction), part of
-  ``distill``.
+  ``distill``;
+* ``losses``: time inside the distillation losses' forwards (adapters,
+  connectors, masks, the loss itself; not their backward), part of ``distill``.
 
 Time: the three steps are repeated interleaved; ratio
 ``distill / (student + teacher)`` (target <= 1.05) and ``masks / distill``.
@@ -87,10 +89,18 @@ class Step:
         batch = model.data_preprocessor(data, True)
         self.inputs, self.samples = batch['inputs'], batch['data_samples']
         self.teacher_inputs = batch.get('teacher_inputs')
-        self.mask_time = 0.0
+        self.mask_time = self.loss_time = 0.0
         for loss in model.distill_losses.values():
             if hasattr(loss, 'masks'):
                 loss.masks = self._timed(loss.masks)
+            loss.register_forward_pre_hook(self._loss_start)
+            loss.register_forward_hook(self._loss_end)
+
+    def _loss_start(self, *_):
+        self._loss_started = time.perf_counter()
+
+    def _loss_end(self, *_):
+        self.loss_time += time.perf_counter() - self._loss_started
 
     @classmethod
     def from_config(cls, config, cfg_options, teacher_ckpt) -> 'Step':
@@ -141,10 +151,10 @@ def time_steps(step: Step, iters: int, warmup: int, phases=PHASES) -> dict:
     (CUDA is synchronised around each; ``masks`` is then not exact)."""
     import torch
     sync = torch.cuda.synchronize if step.inputs.is_cuda else (lambda: None)
-    times = {k: [] for k in tuple(phases) + ('masks',)}
+    times = {k: [] for k in tuple(phases) + ('masks', 'losses')}
     for it in range(warmup + iters):
         for name in phases:
-            step.mask_time = 0.0
+            step.mask_time = step.loss_time = 0.0
             sync()
             start = time.perf_counter()
             getattr(step, name)()
@@ -154,6 +164,7 @@ def time_steps(step: Step, iters: int, warmup: int, phases=PHASES) -> dict:
                 times[name].append(elapsed)
                 if name == 'distill':
                     times['masks'].append(step.mask_time)
+                    times['losses'].append(step.loss_time)
     return {k: st.mean(v) for k, v in times.items() if v}
 
 
@@ -237,14 +248,16 @@ def summary(res: dict) -> str:
 
 def table(results: dict) -> str:
     """Markdown table of ``{run name: measure() result}``."""
-    rows = ['| run | student ms | teacher ms | distill ms | time ratio | masks % | '
-            'student MiB | teacher MiB | distill MiB | memory ratio | activations ratio |',
-            '|---|---|---|---|---|---|---|---|---|---|---|']
+    rows = ['| run | student ms | teacher ms | distill ms | time ratio | loss forward % | '
+            'masks % | student MiB | teacher MiB | distill MiB | memory ratio | '
+            'activations ratio |',
+            '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for name, r in results.items():
         t, m = r['mean_seconds'], r.get('memory_total_bytes', {})
         time_ok = '' if r['distill_over_student_plus_teacher'] <= TIME_TARGET else ' ✗'
         cells = [name] + [f'{1000 * t[k]:.1f}' for k in PHASES] + [
             f'{r["distill_over_student_plus_teacher"]:.3f}{time_ok}',
+            f'{100 * t.get("losses", 0) / t["distill"]:.1f}',
             f'{100 * r["masks_share_of_distill_step"]:.1f}']
         if m:
             mem_ok = '' if r['memory_distill_over_student_plus_teacher'] <= MEMORY_TARGET \
