@@ -90,6 +90,13 @@ RUNS = {
     'CWD': (SYN + 'cwd_retina_r18w48_r18w32_synthetic.py', []),
     'KD': (SYN + 'kd_retina_r18w48_r18w32_synthetic.py', []),
     'GFL LD': (SYN + 'ld_gfl_r18w48_r18w32_synthetic.py', []),
+    # weight inheritance (FGD/MGD's inheriting strategy) on a student of the
+    # teacher's head width; gains against 'FPN96 student'
+    'FPN96 student': (SYN + 'retinanet_r18w32_fpn96_synthetic.py', []),
+    'FPN96 FGD': (SYN + 'fgd_retina_r18w48_r18w32fpn96_synthetic.py', []),
+    'FPN96 FGD inherit': (SYN + 'fgd_retina_r18w48_r18w32fpn96_synthetic_inherit.py', []),
+    'FPN96 MGD': (SYN + 'mgd_retina_r18w48_r18w32fpn96_synthetic.py', []),
+    'FPN96 MGD inherit': (SYN + 'mgd_retina_r18w48_r18w32fpn96_synthetic_inherit.py', []),
     'MaskRCNN teacher': (SYN + 'mask_rcnn_r18w48_synthetic.py', []),
     'MaskRCNN student': (SYN + 'mask_rcnn_r18w32_synthetic.py', []),
     'MaskRCNN SKD': (SYN + 'skd_mask_rcnn_r18w48_r18w32_synthetic.py', []),
@@ -104,6 +111,8 @@ PRESETS = {
                'CWD', 'KD'],
     # GFL pair: --teacher-ckpt work_dirs/benchmark/GFL_teacher/seed0/epoch_10.pth
     'review_gfl': ['GFL student', 'GFL FRS', 'GFL TID', 'GFL LD'],
+    'inherit': ['FPN96 student', 'FPN96 FGD', 'FPN96 FGD inherit', 'FPN96 MGD',
+                'FPN96 MGD inherit'],
     # train 'MaskRCNN teacher' (seed 0) first and pass its checkpoint as --teacher-ckpt
     'mask_rcnn': ['MaskRCNN student', 'MaskRCNN SKD'],
     'tid_ablation': ['student', 'FRS', 'TID', 'TID cls only', 'TID reg only', 'TID raw IoU',
