@@ -10,8 +10,12 @@ and ``results.png`` (bars with error bars; ``results_segm.png`` for masks).
     python tools/benchmark.py --preset tid_ablation --seeds 0 1 2 \
         --teacher-ckpt work_dirs/demo/teacher/epoch_10.pth --jobs 2
 
-A run needing a teacher gets ``model.teacher_ckpt`` = ``--teacher-ckpt``, or the
-final checkpoint of the ``teacher`` run (seed 0) of the same matrix.
+A run needing a teacher gets ``model.teacher_ckpt`` = ``--teacher-ckpt``; without
+it, synthetic runs get the final checkpoint of the ``teacher`` run (seed 0) of the
+same matrix and other configs keep the ``teacher_ckpt`` they name. On COCO
+(``--preset coco_retina``: the R50 2x baseline and every RetinaNet R101 -> R50
+config; data in ``data/coco/``) a missing dataset stops ``tools/train.py`` with the
+list of missing files before anything is built.
 """
 import argparse
 import glob
@@ -97,6 +101,14 @@ RUNS = {
     'FPN96 FGD inherit': (SYN + 'fgd_retina_r18w48_r18w32fpn96_synthetic_inherit.py', []),
     'FPN96 MGD': (SYN + 'mgd_retina_r18w48_r18w32fpn96_synthetic.py', []),
     'FPN96 MGD inherit': (SYN + 'mgd_retina_r18w48_r18w32fpn96_synthetic_inherit.py', []),
+    # COCO 2017 (data/coco/; 24 epochs on 8 GPUs each): the student baseline and the
+    # RetinaNet R101 -> R50 configs, teachers from their configs' model-zoo URLs
+    # unless --teacher-ckpt is given
+    'COCO student': ('configs/retinanet_r50_fpn_2x_coco.py', []),
+    **{f'COCO {m}': (f'configs/{f}_retina_r101_r50.py', []) for m, f in (
+        ('FRS', 'frs'), ('TID', 'tid'), ('SKD', 'skd'), ('FitNet', 'fitnet'), ('FGFI', 'fgfi'),
+        ('DeFeat', 'defeat'), ('FGD', 'fgd'), ('MGD', 'mgd'), ('PKD', 'pkd'), ('CWD', 'cwd'),
+        ('KD', 'kd'))},
     'MaskRCNN teacher': (SYN + 'mask_rcnn_r18w48_synthetic.py', []),
     'MaskRCNN student': (SYN + 'mask_rcnn_r18w32_synthetic.py', []),
     'MaskRCNN SKD': (SYN + 'skd_mask_rcnn_r18w48_r18w32_synthetic.py', []),
@@ -113,6 +125,9 @@ PRESETS = {
     'review_gfl': ['GFL student', 'GFL FRS', 'GFL TID', 'GFL LD'],
     'inherit': ['FPN96 student', 'FPN96 FGD', 'FPN96 FGD inherit', 'FPN96 MGD',
                 'FPN96 MGD inherit'],
+    'coco_retina': ['COCO student', 'COCO FRS', 'COCO TID', 'COCO SKD', 'COCO FitNet',
+                    'COCO FGFI', 'COCO DeFeat', 'COCO FGD', 'COCO MGD', 'COCO PKD', 'COCO CWD',
+                    'COCO KD'],
     # train 'MaskRCNN teacher' (seed 0) first and pass its checkpoint as --teacher-ckpt
     'mask_rcnn': ['MaskRCNN student', 'MaskRCNN SKD'],
     'tid_ablation': ['student', 'FRS', 'TID', 'TID cls only', 'TID reg only', 'TID raw IoU',
@@ -133,7 +148,9 @@ def run_dir(work_dir: str, name: str, seed: int) -> str:
 
 def needs_teacher(cfg: str) -> bool:
     from mmengine.config import Config
-    return Config.fromfile(osp.join(ROOT, cfg)).model.get('type') == 'Distiller'
+    from mmengine.hub import get_config
+    model = get_config(cfg).model if '::' in cfg else Config.fromfile(osp.join(ROOT, cfg)).model
+    return model.get('type') == 'Distiller'
 
 
 def eval_history(work_dir: str) -> list:
@@ -160,7 +177,7 @@ def train_one(name: str, seed: int, work_dir: str, teacher_ckpt: str, threads: i
     options = [f'randomness.seed={seed}', *options]
     if val_interval:
         options.append(f'train_cfg.val_interval={val_interval}')
-    if needs_teacher(cfg):
+    if needs_teacher(cfg) and teacher_ckpt:
         options.append(f'model.teacher_ckpt={teacher_ckpt}')
     cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), cfg, '--work-dir', wd,
            '--cfg-options', *options]
@@ -225,6 +242,22 @@ def table(results: list, baseline: list = (), kind: str = 'bbox') -> str:
     return '\n'.join(lines)
 
 
+def check_data(names) -> None:
+    """Stop before any training when a run's dataset files are missing (COCO/VOC
+    runs without data/coco or data/VOCdevkit)."""
+    from mmengine.config import Config
+
+    from mmkd_det.apis.preflight import PreflightError, missing_data
+    for name in names:
+        cfg = RUNS[name][0]
+        if cfg.startswith(SYN):
+            continue
+        missing = missing_data(Config.fromfile(osp.join(ROOT, cfg)))
+        if missing:
+            raise SystemExit(f'{name}: dataset files not found: {missing[:3]}. Put the dataset '
+                             f'there (see README) or choose synthetic runs.')
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--preset', choices=sorted(PRESETS), default='main')
@@ -254,9 +287,13 @@ def main():
                    if r]
         baseline = [r for r in (finished(args.work_dir, 'student', s) for s in args.seeds) if r]
         return write(report(results, baseline), results, out)
+    check_data(names)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     teacher = args.teacher_ckpt
-    if teacher is None:
+    if teacher is None and any(RUNS[n][0].startswith(SYN) and needs_teacher(RUNS[n][0])
+                               for n in names):
+        # synthetic distillation runs need the synthetic teacher; other configs keep
+        # the teacher_ckpt they name
         train_one('teacher', 0, args.work_dir, None, os.cpu_count() or 1)
         teacher = final_checkpoint(run_dir(args.work_dir, 'teacher', 0))
     jobs = [(n, s) for n in names for s in args.seeds if n != 'teacher' or s == 0]

@@ -5,6 +5,8 @@ import os
 import os.path as osp
 import sys
 
+import pytest
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 
@@ -111,3 +113,37 @@ def test_eval_history_reads_every_evaluation(tmp_path):
              {'coco/bbox_mAP': 0.03, 'step': 2}]
     (vis / 'scalars.json').write_text('\n'.join(json.dumps(x) for x in lines))
     assert benchmark.eval_history(str(tmp_path)) == [[1, 0.01], [2, 0.03]]
+
+
+def test_every_run_config_exists_and_coco_runs_keep_their_teacher(tmp_path, monkeypatch):
+    for name, (cfg, _) in benchmark.RUNS.items():
+        assert '::' in cfg or osp.isfile(osp.join(ROOT, cfg)), name
+    assert not benchmark.needs_teacher('configs/retinanet_r50_fpn_2x_coco.py')
+    assert benchmark.needs_teacher('configs/frs_retina_r101_r50.py')
+    commands = []
+
+    class Failed:
+        returncode = 1
+
+    def fake_run(cmd, **kwargs):
+        commands.append(cmd)
+        return Failed()
+    monkeypatch.setattr(benchmark.subprocess, 'run', fake_run)
+    for ckpt in (None, 'r101.pth'):
+        try:
+            benchmark.train_one('COCO FRS', 0, str(tmp_path), ckpt, 1)
+        except RuntimeError as err:
+            assert 'COCO FRS seed 0 failed' in str(err)
+    assert commands[0][2] == 'configs/frs_retina_r101_r50.py'
+    # no --teacher-ckpt: the config's model-zoo teacher stays; given: it is used
+    assert not any('teacher_ckpt' in c for c in commands[0])
+    assert 'model.teacher_ckpt=r101.pth' in commands[1]
+
+
+def test_coco_preset_without_coco_stops_before_training(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # no data/coco here
+    monkeypatch.setattr(benchmark, 'ROOT', str(tmp_path))
+    import shutil
+    shutil.copytree(osp.join(ROOT, 'configs'), str(tmp_path / 'configs'), dirs_exist_ok=True)
+    with pytest.raises(SystemExit, match='COCO student: dataset files not found.*data/coco/'):
+        benchmark.check_data(benchmark.PRESETS['coco_retina'])
