@@ -14,8 +14,8 @@ A run needing a teacher gets ``model.teacher_ckpt`` = ``--teacher-ckpt``; withou
 it, synthetic runs get the final checkpoint of the ``teacher`` run (seed 0) of the
 same matrix and other configs keep the ``teacher_ckpt`` they name. On COCO
 (``--preset coco_retina``: the R50 2x baseline and every RetinaNet R101 -> R50
-config; data in ``data/coco/``) a missing dataset stops ``tools/train.py`` with the
-list of missing files before anything is built.
+config; data in ``data/coco/``) a missing dataset stops the benchmark, naming the
+missing files, before any run is trained.
 """
 import argparse
 import glob
@@ -148,9 +148,7 @@ def run_dir(work_dir: str, name: str, seed: int) -> str:
 
 def needs_teacher(cfg: str) -> bool:
     from mmengine.config import Config
-    from mmengine.hub import get_config
-    model = get_config(cfg).model if '::' in cfg else Config.fromfile(osp.join(ROOT, cfg)).model
-    return model.get('type') == 'Distiller'
+    return Config.fromfile(osp.join(ROOT, cfg)).model.get('type') == 'Distiller'
 
 
 def eval_history(work_dir: str) -> list:
@@ -247,7 +245,7 @@ def check_data(names) -> None:
     runs without data/coco or data/VOCdevkit)."""
     from mmengine.config import Config
 
-    from mmkd_det.apis.preflight import PreflightError, missing_data
+    from mmkd_det.apis.preflight import missing_data
     for name in names:
         cfg = RUNS[name][0]
         if cfg.startswith(SYN):

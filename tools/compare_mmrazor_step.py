@@ -98,9 +98,9 @@ def main():
     import torch
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
-    from mmengine.runner import Runner
 
     import mmkd_det  # noqa: F401
+    from mmkd_det.apis import build_loader
     from mmkd_det.compat import import_mmrazor_models
     from mmkd_det.registry import MODELS
     import_mmrazor_models()
@@ -114,10 +114,7 @@ def main():
         cfg = Config.fromfile(TEACHER)
         cfg.merge_from_dict(args.cfg_options)
         student_cfg, teacher_cfg, teacher_ckpt = cfg.model, cfg.model, args.teacher_ckpt
-        with DefaultScope.overwrite_default_scope('mmkd_det'):
-            loader = Runner.build_dataloader(dict(cfg.train_dataloader,
-                                                  num_workers=0, persistent_workers=False))
-            data = next(iter(loader))
+        data = next(iter(build_loader(cfg.train_dataloader)))
     levels = [0, 1, 2, 3]
     ours_cfg = dict(type='Distiller', student=copy.deepcopy(student_cfg),
                     teacher=copy.deepcopy(teacher_cfg), teacher_ckpt=teacher_ckpt,

@@ -36,9 +36,8 @@ def main():
     import torch
     from mmengine.logging import MessageHub
     from mmengine.registry import DefaultScope
-    from mmengine.runner import Runner
 
-    from mmkd_det.apis import build_distiller
+    from mmkd_det.apis import build_distiller, build_loader
     from mmkd_det.compat import load_checkpoint_file
     try:
         cfg, model = build_distiller(args.config, args.cfg_options, args.teacher_ckpt)
@@ -46,8 +45,7 @@ def main():
         sys.exit(str(err))
     with DefaultScope.overwrite_default_scope('mmkd_det'):
         model.init_weights()
-        loader = Runner.build_dataloader(dict(cfg.train_dataloader, num_workers=0,
-                                              persistent_workers=False), seed=0)
+    loader = build_loader(cfg.train_dataloader, seed=0)
     if args.checkpoint:
         state = load_checkpoint_file(args.checkpoint, map_location='cpu')
         model.load_state_dict(state.get('state_dict', state), strict=True)

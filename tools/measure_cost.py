@@ -105,15 +105,9 @@ class Step:
     @classmethod
     def from_config(cls, config, cfg_options, teacher_ckpt) -> 'Step':
         """The Distiller of ``config`` and the first batch of its train loader."""
-        from mmengine.registry import DefaultScope
-        from mmengine.runner import Runner
-
-        from mmkd_det.apis import build_distiller
+        from mmkd_det.apis import build_distiller, build_loader
         cfg, model = build_distiller(config, cfg_options, teacher_ckpt)
-        with DefaultScope.overwrite_default_scope('mmkd_det'):
-            loader = Runner.build_dataloader(dict(cfg.train_dataloader, num_workers=0,
-                                                  persistent_workers=False))
-            return cls(model, next(iter(loader)))
+        return cls(model, next(iter(build_loader(cfg.train_dataloader))))
 
     def _timed(self, fn):
         def wrapper(*a, **k):

@@ -86,9 +86,8 @@ def main():
     os.chdir(ROOT)
     import torch
     from mmengine.registry import DefaultScope
-    from mmengine.runner import Runner
 
-    from mmkd_det.apis import build_distiller
+    from mmkd_det.apis import build_distiller, build_loader
     try:
         cfg, model = build_distiller(args.config, args.cfg_options, args.teacher_ckpt)
     except ValueError as err:
@@ -97,9 +96,7 @@ def main():
         if args.student_ckpt:
             load_student(model, args.student_ckpt)
         model.eval()
-        loader_cfg = dict(cfg.val_dataloader, batch_size=args.num_images, num_workers=0,
-                          persistent_workers=False)
-        data = next(iter(Runner.build_dataloader(loader_cfg)))
+    data = next(iter(build_loader(cfg.val_dataloader, batch_size=args.num_images)))
     batch = model.data_preprocessor(data, False)
     maps = model.visual_maps(batch['inputs'], batch['data_samples'],
                              batch.get('teacher_inputs'))

@@ -1,6 +1,6 @@
-from .build import build_distiller
+from .build import build_distiller, build_loader
 from .export import export_student, student_checkpoint
 from .preflight import PreflightError, check_config, missing_data
 
-__all__ = ['build_distiller', 'export_student', 'student_checkpoint', 'PreflightError', 'check_config',
+__all__ = ['build_distiller', 'build_loader', 'export_student', 'student_checkpoint', 'PreflightError', 'check_config',
            'missing_data']

@@ -29,3 +29,13 @@ def build_distiller(config: str, cfg_options: Optional[dict] = None,
     with DefaultScope.overwrite_default_scope('mmkd_det'):
         model = MODELS.build(cfg.model)
     return cfg, model
+
+
+def build_loader(loader_cfg: dict, seed: Optional[int] = None, **overrides):
+    """An in-process dataloader (no worker processes) of a config's
+    ``*_dataloader`` with ``overrides`` (e.g. ``batch_size``), built under the
+    ``mmkd_det`` scope, as the tools read a few batches."""
+    from mmengine.runner import Runner
+    with DefaultScope.overwrite_default_scope('mmkd_det'):
+        return Runner.build_dataloader(
+            dict(loader_cfg, num_workers=0, persistent_workers=False, **overrides), seed=seed)

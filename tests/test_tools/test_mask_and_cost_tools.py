@@ -17,6 +17,14 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs/synthetic/tid_retina_r18w48_r18w32_synthetic.py')
 
 
+def run_tool(tool, *args):
+    """Run ``tools/<tool>`` from the repository root; it must succeed."""
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', tool), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('tools')
@@ -35,10 +43,8 @@ def setup(tmp_path_factory):
 def test_visualize_masks_writes_one_png_per_image(setup):
     tmp, ckpt, options = setup
     out = str(tmp / 'masks')
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools/visualize_masks.py'), CONFIG,
-                           '--teacher-ckpt', ckpt, '--num-images', '2', '--out', out, *options],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_tool('visualize_masks.py', CONFIG, '--teacher-ckpt', ckpt, '--num-images', '2',
+             '--out', out, *options)
     for i in range(2):
         with open(osp.join(out, f'loss_tid_img{i}.png'), 'rb') as f:
             assert f.read(8) == b'\x89PNG\r\n\x1a\n'
@@ -47,11 +53,8 @@ def test_visualize_masks_writes_one_png_per_image(setup):
 def test_measure_cost_reports_mask_share(setup):
     tmp, ckpt, options = setup
     out = str(tmp / 'cost.json')
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools/measure_cost.py'), CONFIG,
-                           '--teacher-ckpt', ckpt, '--iters', '2', '--warmup', '1',
-                           '--json', out, *options],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_tool('measure_cost.py', CONFIG, '--teacher-ckpt', ckpt, '--iters', '2', '--warmup', '1',
+             '--json', out, *options)
     with open(out) as f:
         res = json.load(f)
     t = res['mean_seconds']
@@ -96,10 +99,8 @@ def test_grad_norms_reports_each_term_relative_to_the_task(setup):
     tmp, ckpt, options = setup
     out = str(tmp / 'grads.json')
     skd = osp.join(ROOT, 'configs/synthetic/skd_retina_r18w48_r18w32_synthetic.py')
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools/grad_norms.py'), skd,
-                           '--teacher-ckpt', ckpt, '--batches', '1', '--json', out, *options],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_tool('grad_norms.py', skd, '--teacher-ckpt', ckpt, '--batches', '1', '--json', out,
+             *options)
     with open(out) as f:
         terms = json.load(f)['terms']
     assert set(terms) == {'task', 'distill.loss_skd.loss_at', 'distill.loss_skd.loss_am',
@@ -114,11 +115,8 @@ def test_grad_norms_reports_each_term_relative_to_the_task(setup):
 def test_compare_mmrazor_step_gives_equal_pkd_values(setup):
     tmp, ckpt, options = setup
     out = str(tmp / 'razor.json')
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools/compare_mmrazor_step.py'),
-                           '--teacher-ckpt', ckpt, '--iters', '1', '--warmup', '0',
-                           '--json', out, *options],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_tool('compare_mmrazor_step.py', '--teacher-ckpt', ckpt, '--iters', '1', '--warmup', '0',
+             '--json', out, *options)
     with open(out) as f:
         res = json.load(f)
     v = res['pkd_value']
