@@ -4,8 +4,10 @@ Each run is a config (plus optional ``--cfg-options``) trained with
 ``tools/train.py`` in ``<work-dir>/<run>/seed<k>``; finished runs (final
 checkpoint + evaluation present) are skipped, so an interrupted benchmark
 resumes. Writes ``results.json``, ``results.md`` (COCO AP, AP50, AP75,
-APs/m/l as mean ± std over seeds, gain over the ``student`` run, per-seed mAP)
-and ``results.png`` (bars with error bars; ``results_segm.png`` for masks).
+APs/m/l as mean ± std over seeds, gain over the ``student`` run, per-seed mAP;
+VOC runs get their own table of VOC mAP = AP50 and AP75), ``results.png`` (bars
+with error bars; ``results_segm.png`` for masks, ``results_voc.png`` for VOC
+next to COCO runs) and, with ``--val-interval``, ``results_epochs.png``.
 
     python tools/benchmark.py --preset tid_ablation --seeds 0 1 2 \
         --teacher-ckpt work_dirs/demo/teacher/epoch_10.pth --jobs 2
@@ -14,8 +16,10 @@ A run needing a teacher gets ``model.teacher_ckpt`` = ``--teacher-ckpt``; withou
 it, synthetic runs get the final checkpoint of the ``teacher`` run (seed 0) of the
 same matrix and other configs keep the ``teacher_ckpt`` they name. On COCO
 (``--preset coco_retina``: the R50 2x baseline and every RetinaNet R101 -> R50
-config; data in ``data/coco/``) a missing dataset stops the benchmark, naming the
-missing files, before any run is trained.
+config; data in ``data/coco/``) and VOC (``--preset voc_retina``, data in
+``data/VOCdevkit/``) a missing dataset stops the benchmark, naming the missing
+files, before any run is trained. ``--preset synthetic_voc`` runs the synthetic
+pair on the VOC layout of the embedded data (no download).
 """
 import argparse
 import glob
@@ -29,7 +33,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
-from demo import METRICS, ROOT, final_checkpoint, last_metrics  # tools/demo.py
+from demo import (METRICS, ROOT, eval_records, final_checkpoint, last_metrics,  # tools/demo.py
+                  main_key)
 
 SYN = 'configs/synthetic/'
 TID = SYN + 'tid_retina_r18w48_r18w32_synthetic.py'
@@ -109,6 +114,14 @@ RUNS = {
         ('FRS', 'frs'), ('TID', 'tid'), ('SKD', 'skd'), ('FitNet', 'fitnet'), ('FGFI', 'fgfi'),
         ('DeFeat', 'defeat'), ('FGD', 'fgd'), ('MGD', 'mgd'), ('PKD', 'pkd'), ('CWD', 'cwd'),
         ('KD', 'kd'))},
+    # Pascal VOC: the synthetic data's VOC layout (VOCDataset, VOCMetric; teacher as
+    # for the COCO layout) and VOC 07+12 itself (data/VOCdevkit/; teacher from
+    # configs/retinanet_r101_fpn_1x_voc0712.py unless --teacher-ckpt is given)
+    'SynVOC student': (SYN + 'retinanet_r18w32_synthetic_voc.py', []),
+    'SynVOC FRS': (SYN + 'frs_retina_r18w48_r18w32_synthetic_voc.py', []),
+    'SynVOC TID': (SYN + 'tid_retina_r18w48_r18w32_synthetic_voc.py', []),
+    'VOC student': ('configs/retinanet_r50_fpn_1x_voc0712.py', []),
+    'VOC FRS': ('configs/frs_retina_r101_r50_voc.py', []),
     'MaskRCNN teacher': (SYN + 'mask_rcnn_r18w48_synthetic.py', []),
     'MaskRCNN student': (SYN + 'mask_rcnn_r18w32_synthetic.py', []),
     'MaskRCNN SKD': (SYN + 'skd_mask_rcnn_r18w48_r18w32_synthetic.py', []),
@@ -128,6 +141,8 @@ PRESETS = {
     'coco_retina': ['COCO student', 'COCO FRS', 'COCO TID', 'COCO SKD', 'COCO FitNet',
                     'COCO FGFI', 'COCO DeFeat', 'COCO FGD', 'COCO MGD', 'COCO PKD', 'COCO CWD',
                     'COCO KD'],
+    'synthetic_voc': ['SynVOC student', 'SynVOC FRS', 'SynVOC TID'],
+    'voc_retina': ['VOC student', 'VOC FRS'],
     # train 'MaskRCNN teacher' (seed 0) first and pass its checkpoint as --teacher-ckpt
     'mask_rcnn': ['MaskRCNN student', 'MaskRCNN SKD'],
     'tid_ablation': ['student', 'FRS', 'TID', 'TID cls only', 'TID reg only', 'TID raw IoU',
@@ -152,15 +167,8 @@ def needs_teacher(cfg: str) -> bool:
 
 
 def eval_history(work_dir: str) -> list:
-    """``[epoch, bbox mAP]`` of every evaluation logged in ``work_dir``."""
-    out = []
-    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            for line in f:
-                rec = json.loads(line)
-                if 'coco/bbox_mAP' in rec:
-                    out.append([rec.get('step'), rec['coco/bbox_mAP']])
-    return out
+    """``[epoch, headline box mAP]`` of every evaluation logged in ``work_dir``."""
+    return [[rec.get('step'), rec[main_key(rec)]] for rec in eval_records(work_dir)]
 
 
 def train_one(name: str, seed: int, work_dir: str, teacher_ckpt: str, threads: int,
@@ -191,7 +199,8 @@ def train_one(name: str, seed: int, work_dir: str, teacher_ckpt: str, threads: i
                 metrics=last_metrics(wd), history=eval_history(wd))
     with open(info_path, 'w') as f:
         json.dump(info, f, indent=2)
-    print(f'done {name} seed {seed}: mAP {100 * info["metrics"]["coco/bbox_mAP"]:.1f} '
+    print(f'done {name} seed {seed}: {main_key(info["metrics"])} '
+          f'{100 * info["metrics"][main_key(info["metrics"])]:.1f} '
           f'({info["train_seconds"]:.0f} s)', flush=True)
     return info
 
@@ -205,26 +214,41 @@ def finished(work_dir: str, name: str, seed: int):
         return json.load(f)
 
 
+#: table kinds: logged metric keys (the first is the headline the gains and plots
+#: use) and their column titles. VOC's own metric is AP at IoU 0.5; AP75 is filled
+#: when the evaluator also ran IoU 0.75 (configs/_base_/datasets/synthetic_voc.py).
+KINDS = {
+    'bbox': (['coco/' + k for k in METRICS], ['mAP', 'AP50', 'AP75', 'APs', 'APm', 'APl']),
+    'segm': (['coco/' + k.replace('bbox', 'segm') for k in METRICS],
+             ['mask mAP', 'AP50', 'AP75', 'APs', 'APm', 'APl']),
+    'voc': (['pascal_voc/AP50', 'pascal_voc/AP75'], ['VOC mAP (AP50)', 'AP75']),
+}
+
+
 def _cell(values: list) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return '–'
     if len(values) == 1:
         return f'{values[0]:.1f}'
     return f'{st.mean(values):.1f} ± {st.stdev(values):.1f}'
 
 
 def table(results: list, baseline: list = (), kind: str = 'bbox') -> str:
-    """Markdown table of ``kind`` ('bbox' or 'segm') AP; gains are paired by seed
-    against the student runs (from ``results``, else ``baseline``) of the same
-    detector. Runs without ``kind`` metrics are left out."""
-    keys = ['coco/' + k.replace('bbox', kind) for k in METRICS]
+    """Markdown table of one of :data:`KINDS` ('bbox', 'segm' COCO AP; 'voc'
+    Pascal VOC AP); gains are paired by seed against the student runs (from
+    ``results``, else ``baseline``) of the same detector. Runs without the
+    kind's headline metric are left out."""
+    keys, titles = KINDS[kind]
     by_name = {}
     for r in results:
         if keys[0] in r['metrics']:
-            by_name.setdefault(r['name'], {})[r['seed']] = [100 * r['metrics'][k] for k in keys]
+            by_name.setdefault(r['name'], {})[r['seed']] = [
+                100 * r['metrics'][k] if k in r['metrics'] else None for k in keys]
     fallback = {r['seed']: [100 * r['metrics'][keys[0]]] for r in baseline
                 if keys[0] in r['metrics']}
-    title = 'mAP' if kind == 'bbox' else f'{kind} mAP'
-    lines = [f'| run | {title} | AP50 | AP75 | APs | APm | APl | gain vs student | '
-             f'per-seed mAP |', '|---|---|---|---|---|---|---|---|---|']
+    lines = [f'| run | {" | ".join(titles)} | gain vs student | per-seed {titles[0]} |',
+             '|---|' + '---|' * (len(titles) + 2)]
     for name, seeds in by_name.items():
         rows = [seeds[s] for s in sorted(seeds)]
         cells = ' | '.join(_cell(list(c)) for c in zip(*rows))
@@ -238,6 +262,12 @@ def table(results: list, baseline: list = (), kind: str = 'bbox') -> str:
         per_seed = ', '.join(f'{seeds[s][0]:.1f}' for s in sorted(seeds))
         lines.append(f'| {name} | {cells} | {gain} | {per_seed} |')
     return '\n'.join(lines)
+
+
+def kinds_present(results: list) -> list:
+    """The :data:`KINDS` whose headline metric some run has, in KINDS order."""
+    return [k for k, (keys, _) in KINDS.items()
+            if any(keys[0] in r['metrics'] for r in results)]
 
 
 def check_data(names) -> None:
@@ -304,11 +334,12 @@ def main():
 
 
 def report(results: list, baseline: list) -> str:
-    """The box table, plus a mask table when any run has segm metrics."""
-    md = table(results, baseline)
-    if any('coco/segm_mAP' in r['metrics'] for r in results):
-        md += '\n\nInstance segmentation (mask AP):\n\n' + table(results, baseline, 'segm')
-    return md
+    """One table per metric kind present: COCO boxes, then COCO masks, then
+    Pascal VOC boxes (VOC runs: ``--preset synthetic_voc`` / ``voc``)."""
+    heads = dict(bbox='', segm='Instance segmentation (mask AP):\n\n',
+                 voc='Pascal VOC metric (VOCMetric, area mode):\n\n')
+    return '\n\n'.join(heads[k] + table(results, baseline, k)
+                        for k in kinds_present(results) or ['bbox'])
 
 
 def plot(results: list, path: str, kind: str = 'bbox') -> None:
@@ -317,7 +348,7 @@ def plot(results: list, path: str, kind: str = 'bbox') -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    key = f'coco/{kind}_mAP'
+    key = KINDS[kind][0][0]
     by_name = {}
     for r in results:
         if key in r['metrics']:
@@ -333,8 +364,8 @@ def plot(results: list, path: str, kind: str = 'bbox') -> None:
         ax.plot([i] * len(vals), vals, 'k.', ms=4)
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=30, ha='right', fontsize=8)
-    ax.set_ylabel(f'{kind} mAP (%)')
-    ax.set_title(f'mean ± std over seeds (dots: seeds), {kind}', fontsize=9)
+    ax.set_ylabel(f'{KINDS[kind][1][0]} (%)')
+    ax.set_title(f'mean ± std over seeds (dots: seeds), {key}', fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -358,7 +389,7 @@ def plot_history(results: list, path: str) -> None:
         epochs = sorted(points)
         ax.plot(epochs, [st.mean(points[e]) for e in epochs], marker='o', ms=3, label=name)
     ax.set_xlabel('epoch')
-    ax.set_ylabel('bbox mAP (%), mean over seeds')
+    ax.set_ylabel('box mAP (%), mean over seeds (VOC: AP50)')
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -372,10 +403,9 @@ def write(md: str, results: list, stem: str) -> None:
         f.write(md + '\n')
     with open(stem + '.json', 'w') as f:
         json.dump(results, f, indent=2)
-    plot(results, stem + '.png')
+    for i, kind in enumerate(kinds_present(results)):   # <stem>.png, then _segm / _voc
+        plot(results, stem + ('.png' if i == 0 else f'_{kind}.png'), kind)
     plot_history(results, stem + '_epochs.png')
-    if any('coco/segm_mAP' in r['metrics'] for r in results):
-        plot(results, stem + '_segm.png', 'segm')
 
 
 if __name__ == '__main__':

@@ -25,18 +25,28 @@ RUNS = [  # name, config, needs teacher
     ('student + TID', 'configs/synthetic/tid_retina_r18w48_r18w32_synthetic.py', True),
 ]
 METRICS = ['bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s', 'bbox_mAP_m', 'bbox_mAP_l']
+#: the box metric each evaluator logs: CocoMetric's mAP, VOCMetric's AP at IoU 0.5
+MAIN_KEYS = ('coco/bbox_mAP', 'pascal_voc/AP50')
+
+
+def main_key(rec: dict):
+    """The headline box metric of a logged evaluation (see MAIN_KEYS), or None."""
+    return next((k for k in MAIN_KEYS if k in rec), None)
+
+
+def eval_records(work_dir: str) -> list:
+    """Every evaluation (COCO or VOC) written by mmengine's LocalVisBackend in ``work_dir``."""
+    out = []
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            out += [rec for rec in map(json.loads, f) if main_key(rec)]
+    return out
 
 
 def last_metrics(work_dir: str) -> dict:
-    """The last evaluation written by mmengine's LocalVisBackend in ``work_dir``."""
-    found = {}
-    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            for line in f:
-                rec = json.loads(line)
-                if 'coco/bbox_mAP' in rec:
-                    found = rec
-    return found
+    """The last evaluation in ``work_dir`` ({} when none)."""
+    records = eval_records(work_dir)
+    return records[-1] if records else {}
 
 
 def final_checkpoint(work_dir: str):

@@ -83,6 +83,38 @@ def test_report_adds_a_mask_table_for_instance_segmentation_runs():
     assert 'Instance segmentation' not in benchmark.report(results[:1], [])
 
 
+def fake_voc(name, seed, ap50, ap75=None):
+    metrics = {'pascal_voc/AP50': ap50 / 100}
+    if ap75 is not None:
+        metrics.update({'pascal_voc/AP75': ap75 / 100, 'pascal_voc/mAP': (ap50 + ap75) / 200})
+    return dict(name=name, seed=seed, metrics=metrics)
+
+
+def test_voc_runs_get_their_own_table_with_ap50_as_mean_ap():
+    results = [fake('student', 0, 4.0), fake('FRS', 0, 5.0),
+               fake_voc('SynVOC student', 0, 40.0, 20.0), fake_voc('SynVOC student', 1, 42.0),
+               fake_voc('SynVOC FRS', 0, 45.0, 26.0), fake_voc('SynVOC FRS', 1, 44.0, 24.0)]
+    coco, _, voc = benchmark.report(results, []).partition('Pascal VOC metric')
+    coco_rows = {line.split(' | ')[0][2:] for line in coco.strip().splitlines()[2:]}
+    assert coco_rows == {'student', 'FRS'}
+    lines = [line for line in voc.splitlines() if line.startswith('|')]
+    assert lines[0].startswith('| run | VOC mAP (AP50) | AP75 | gain vs student |')
+    rows = {line.split(' | ')[0][2:]: line.split(' | ') for line in lines[2:]}
+    assert rows['SynVOC student'][1:3] == ['41.0 ± 1.4', '20.0']   # AP75 of seed 0 only
+    # FRS: AP50 44.5 ± 0.7, AP75 25.0 ± 1.4; gains paired with 'SynVOC student': +5, +2
+    assert rows['SynVOC FRS'][1:4] == ['44.5 ± 0.7', '25.0 ± 1.4', '+3.5 (+5.0, +2.0)']
+    no_ap75 = benchmark.table([fake_voc('SynVOC student', 0, 40.0)], kind='voc')
+    assert no_ap75.splitlines()[2].split(' | ')[1:3] == ['40.0', '–']
+
+
+def test_voc_only_matrix_plots_voc_as_the_main_figure(tmp_path):
+    results = [fake_voc('SynVOC student', 0, 40.0, 20.0), fake_voc('SynVOC TID', 0, 43.0, 22.0)]
+    stem = str(tmp_path / 'voc')
+    benchmark.write(benchmark.report(results, []), results, stem)
+    assert open(stem + '.md').read().startswith('Pascal VOC metric')
+    assert osp.isfile(stem + '.png') and not osp.exists(stem + '_voc.png')
+
+
 def test_write_makes_table_json_and_bar_plot(tmp_path):
     results = [fake('student', 0, 4.0), fake('student', 1, 5.0), fake('TID', 0, 5.5)]
     stem = str(tmp_path / 'out' / 'results')
@@ -91,7 +123,7 @@ def test_write_makes_table_json_and_bar_plot(tmp_path):
     assert open(stem + '.md').read().startswith('| run |')
     with open(stem + '.png', 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
-    assert not osp.exists(stem + '_segm.png')
+    assert not osp.exists(stem + '_segm.png') and not osp.exists(stem + '_voc.png')
 
 
 def test_history_plot_only_when_runs_were_evaluated_per_epoch(tmp_path):
@@ -113,6 +145,10 @@ def test_eval_history_reads_every_evaluation(tmp_path):
              {'coco/bbox_mAP': 0.03, 'step': 2}]
     (vis / 'scalars.json').write_text('\n'.join(json.dumps(x) for x in lines))
     assert benchmark.eval_history(str(tmp_path)) == [[1, 0.01], [2, 0.03]]
+    # VOCMetric's records: the headline is AP at IoU 0.5
+    (vis / 'scalars.json').write_text(json.dumps(
+        {'pascal_voc/mAP': 0.3, 'pascal_voc/AP50': 0.4, 'pascal_voc/AP75': 0.2, 'step': 5}))
+    assert benchmark.eval_history(str(tmp_path)) == [[5, 0.4]]
 
 
 def test_every_run_config_exists_and_coco_runs_keep_their_teacher(tmp_path, monkeypatch):
@@ -147,3 +183,6 @@ def test_coco_preset_without_coco_stops_before_training(tmp_path, monkeypatch):
     shutil.copytree(osp.join(ROOT, 'configs'), str(tmp_path / 'configs'), dirs_exist_ok=True)
     with pytest.raises(SystemExit, match='COCO student: dataset files not found.*data/coco/'):
         benchmark.check_data(benchmark.PRESETS['coco_retina'])
+    with pytest.raises(SystemExit, match='VOC student: dataset files not found.*VOCdevkit'):
+        benchmark.check_data(benchmark.PRESETS['voc_retina'])
+    benchmark.check_data(benchmark.PRESETS['synthetic_voc'])   # generated, never missing
