@@ -198,16 +198,22 @@ def localization_score(iou: Tensor, pos_thr: Tensor, neg_thr: Tensor,
 
 
 def gt_class_probability(scores: Tensor, labels: Tensor, valid: Tensor,
-                         num_base_priors: int) -> Tensor:
+                         num_base_priors: int, gathered: bool = False) -> Tensor:
     """Per location (B, Q): the highest probability it gives to a class that
     has a GT box in the image (max over anchors and those classes); 0 in images
-    without GT."""
-    present = torch.zeros(scores.shape[0], scores.shape[-1], dtype=scores.dtype,
-                          device=scores.device)
-    # amax: a padded slot (label 0, invalid) must not erase a real class 0
-    present.scatter_reduce_(1, labels, valid.to(scores.dtype), reduce='amax')  # (B, K) 0/1
-    prob = (scores * present[:, None]).amax(-1)                   # (B, P)
-    return prob.view(prob.shape[0], -1, num_base_priors).amax(-1)
+    without GT.
+
+    ``scores``: (B, P, K) probabilities of every class, or with ``gathered``
+    (B, P, G) those of each GT slot's class (``decode_dense_outputs(...,
+    classes=labels)``, what TIDLoss uses). Padded slots (``valid`` False) count 0.
+    """
+    if not gathered:
+        scores = scores.gather(2, labels[:, None, :].expand(-1, scores.shape[1], -1))
+    batch = scores.shape[0]
+    if scores.shape[-1] == 0:
+        return scores.new_zeros(batch, scores.shape[1] // num_base_priors)
+    prob = scores.masked_fill(~valid[:, None, :], 0).amax(-1)         # (B, P)
+    return prob.view(batch, -1, num_base_priors).amax(-1)
 
 
 def classification_score(prob: Tensor, has_gt: Tensor, top: Union[int, float], scope: str,
@@ -436,12 +442,12 @@ class TIDLoss(BaseDistillLoss):
     def _dual_task(self, head, cls: Sequence[Tensor], reg: Sequence[Tensor], gt: Tensor,
                    labels: Tensor, valid: Tensor) -> Dict[str, Tensor]:
         """DIEM (Eqs. 1-3) for one detector; also its per-location box and quality."""
-        out = decode_dense_outputs(head, cls, reg)
+        out = decode_dense_outputs(head, cls, reg, classes=labels)       # (B, P, G) scores
         a = out.num_base_priors
         iou = prior_ious(out.boxes, gt, valid)
         pos, neg = assigner_thresholds(head, out, gt, valid, self.iou_thrs, self.atss_neg_ratio)
         score_r = localization_score(iou, pos, neg, a, self.loc_score)              # Eq. 1
-        prob = gt_class_probability(out.scores, labels, valid, a)
+        prob = gt_class_probability(out.scores, labels, valid, a, gathered=True)
         score_c = classification_score(prob, valid.any(1), self.cls_top,
                                        self.topk_scope, out.level_sizes)             # Eq. 2
         iou_max = iou.amax(-1).clamp(min=0) if iou.shape[2] else iou.new_zeros(iou.shape[:2])

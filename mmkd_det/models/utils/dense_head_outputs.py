@@ -11,7 +11,7 @@ level, then row, column, base prior - mmdet's order), ``A`` priors per
 location, ``Q = P / A`` locations, ``K`` classes.
 """
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -22,7 +22,8 @@ class DenseOutputs:
     """Per-prior predictions of one detector on one batch.
 
     Attributes:
-        scores (Tensor): (B, P, K) sigmoid class probabilities.
+        scores (Tensor): (B, P, K) sigmoid class probabilities ((B, P, G) when
+            decoded with ``classes``).
         boxes (Tensor): (B, P, 4) decoded boxes, xyxy, input-image pixels.
         priors (Tensor): (P, 4) anchor boxes, or (P, 4) zero-size boxes at the
             points of an anchor-free head.
@@ -58,8 +59,24 @@ def _decode(head, priors: Tensor, preds: Tensor) -> Tensor:
     return boxes.view(batch, -1, 4)
 
 
+def gather_classes(cls_scores: Sequence[Tensor], classes: Tensor,
+                   num_classes: int) -> List[Tensor]:
+    """Per level (B, A * K, H, W) logits -> (B, A * G, H, W): for each image only
+    the channels of its ``classes`` (B, G) (channel ``a K + c`` of anchor ``a``,
+    class ``c``, mmdet's layout), in the same anchor-major order."""
+    out = []
+    for m in cls_scores:
+        batch, channels, h, w = m.shape
+        anchors = channels // num_classes
+        idx = (torch.arange(anchors, device=m.device)[None, :, None] * num_classes +
+               classes[:, None, :]).reshape(batch, -1)                      # (B, A * G)
+        out.append(m.gather(1, idx[:, :, None, None].expand(-1, -1, h, w)))
+    return out
+
+
 def decode_dense_outputs(head, cls_scores: Sequence[Tensor],
-                         bbox_preds: Sequence[Tensor]) -> DenseOutputs:
+                         bbox_preds: Sequence[Tensor],
+                         classes: Optional[Tensor] = None) -> DenseOutputs:
     """Probabilities and decoded boxes of every prior of a dense head.
 
     Supports mmdet's anchor heads with a delta coder (RetinaNet, ATSS, RPN),
@@ -72,6 +89,11 @@ def decode_dense_outputs(head, cls_scores: Sequence[Tensor],
         cls_scores (list[Tensor]): per level (B, A * K, H, W) logits.
         bbox_preds (list[Tensor]): per level regression outputs as returned
             by ``head.forward``.
+        classes (Tensor, optional): (B, G) class indices. When given, ``scores``
+            holds only these columns, (B, P, G) (``scores[b, p, g]`` = the
+            probability of class ``classes[b, g]``), gathered from the logits
+            before flattening and the sigmoid: with 80 COCO classes and a few
+            GT classes per image this skips most of the (B, P, K) work.
     """
     from mmdet.models.dense_heads import AnchorFreeHead, GFLHead
     if not getattr(head, 'use_sigmoid_cls', True):
@@ -80,7 +102,14 @@ def decode_dense_outputs(head, cls_scores: Sequence[Tensor],
     sizes = [tuple(c.shape[-2:]) for c in cls_scores]
     dev, dtype = cls_scores[0].device, cls_scores[0].dtype
     num_classes = head.cls_out_channels
-    scores = _flatten(cls_scores, num_classes).detach().sigmoid()
+    if classes is not None and classes.shape[1] == 0:          # no GT in the batch
+        priors = sum(c.shape[1] // num_classes * h * w for c, (h, w) in zip(cls_scores, sizes))
+        scores = cls_scores[0].new_zeros(cls_scores[0].shape[0], priors, 0)
+    else:
+        if classes is not None:
+            cls_scores = gather_classes(cls_scores, classes, num_classes)
+            num_classes = classes.shape[1]
+        scores = _flatten(cls_scores, num_classes).detach().sigmoid()
     level_sizes = [h * w for h, w in sizes]
     strides = [s[0] if isinstance(s, (tuple, list)) else s for s in head.prior_generator.strides]
 

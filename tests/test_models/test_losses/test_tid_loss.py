@@ -431,6 +431,31 @@ def test_decode_retina_matches_per_image_coder():
         assert_close(out.scores[i], probs)
 
 
+@pytest.mark.parametrize('kind', ['retina', 'fcos'])
+def test_decode_with_classes_is_the_full_scores_columns(kind):
+    """``classes=``: the (B, P, G) scores are the full (B, P, K) scores' columns of
+    each image's classes (repeats and class 0 included), and the GT-class
+    probability computed from them equals the one from the full scores."""
+    head = build_head(kind)
+    g = torch.Generator().manual_seed(3)
+    a, k = head.num_base_priors, head.cls_out_channels
+    cls = [torch.randn(2, a * k, h, w, generator=g) for h, w in level_shapes()]
+    reg = [torch.randn(2, a * 4, h, w, generator=g) * 0.5 for h, w in level_shapes()]
+    labels = torch.tensor([[1, 0, 1], [k - 1, 0, 0]])
+    valid = b([True, True, True], [True, False, False])
+    full = decode_dense_outputs(head, cls, reg)
+    part = decode_dense_outputs(head, cls, reg, classes=labels)
+    for i in range(2):
+        assert_equal(part.scores[i], full.scores[i][:, labels[i]])
+    assert_equal(part.boxes, full.boxes)
+    assert_equal(gt_class_probability(part.scores, labels, valid, a, gathered=True),
+                 gt_class_probability(full.scores, labels, valid, a))
+    empty = decode_dense_outputs(head, cls, reg, classes=labels[:, :0])
+    assert_equal(gt_class_probability(empty.scores, labels[:, :0], valid[:, :0], a,
+                                      gathered=True),
+                 torch.zeros(2, full.scores.shape[1] // a))
+
+
 @pytest.mark.parametrize('norm_on_bbox', [True, False])
 def test_decode_fcos_train_and_eval_agree(norm_on_bbox):
     head = build_head('fcos', norm_on_bbox=norm_on_bbox)
