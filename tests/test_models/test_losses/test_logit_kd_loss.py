@@ -29,6 +29,27 @@ def test_sigmoid_hand_case_per_prior_sum_and_temperature():
     assert LogitKDLoss(temperature=T)([s], [t]).item() == pytest.approx(2 * expected, rel=1e-5)
 
 
+def test_sigmoid_kd_value_and_gradient_match_the_log_sigmoid_formula():
+    """The BCE form of the Bernoulli KL against its definition with four
+    log-sigmoids, in float64: values and the student's gradient."""
+    from mmkd_det.models.losses.logit_kd_loss import sigmoid_kd
+    g = torch.Generator().manual_seed(0)
+    s = (torch.randn(2, 6, 3, 4, generator=g, dtype=torch.float64) * 4).requires_grad_()
+    t = torch.randn(2, 6, 3, 4, generator=g, dtype=torch.float64) * 4
+    for T in (1.0, 2.5):
+        p = torch.sigmoid(t / T)
+        ls = torch.nn.functional.logsigmoid
+        ref = (p * (ls(t / T) - ls(s / T)) + (1 - p) * (ls(-t / T) - ls(-s / T))) * T * T
+        ours = sigmoid_kd(s, t, T)
+        torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+        w = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+        grad_ref, = torch.autograd.grad((ref * w).sum(), s)
+        grad, = torch.autograd.grad((ours * w).sum(), s)
+        torch.testing.assert_close(grad, grad_ref, rtol=1e-10, atol=1e-12)
+        # d KL / d s = (sigma(s/T) - sigma(t/T)) T per element
+        torch.testing.assert_close(grad, w * (torch.sigmoid(s / T) - p) * T)
+
+
 def test_softmax_hand_case_and_levels_sum():
     s = torch.tensor([0.0, 1.0, 2.0]).view(1, 3, 1, 1)
     t = torch.tensor([2.0, 0.0, 1.0]).view(1, 3, 1, 1)
