@@ -3,6 +3,7 @@ import copy
 import inspect
 import logging
 import os.path as osp
+from contextlib import ExitStack
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -347,7 +348,11 @@ class Distiller(BaseModel):
         # teacher first: its activations are freed before the student's exist (a
         # lower peak than student-then-teacher), only its records stay
         self._teacher_forward(inputs if teacher_inputs is None else teacher_inputs)
-        with self.student_recorder:
+        with self.student_recorder, ExitStack() as contexts:
+            # a loss may watch the student's task loss (LD reuses its assignment)
+            for loss in self.distill_losses.values():
+                if hasattr(loss, 'student_context'):
+                    contexts.enter_context(loss.student_context(self.student))
             losses = self.student.loss(inputs, data_samples)
         for name, loss in self.distill_losses.items():
             value = loss(**self._loss_kwargs(name, data_samples))

@@ -14,10 +14,13 @@ detached max classification score at the location, the KL is averaged over
 the bins (``KnowledgeDistillationKLDivLoss``), the sum is divided by 4 (one
 average over the four sides) and not by the number of positives, and levels
 are summed. Defaults: ``T = 10``, ``loss_weight = 0.25`` (mmdet's LD configs).
-The targets come from the student head's ``get_targets`` (its assigner runs a
-second time: the task loss does not expose its assignment).
+The targets are the student's own: inside a Distiller step, the labels its task
+loss's ``get_targets`` computed are captured (:meth:`LDLoss.student_context`)
+and reused, so the ATSS assignment runs once per step. Called on its own (or
+for a batch the capture did not see), the loss runs ``get_targets`` itself.
 """
-from typing import List, Sequence
+from contextlib import contextmanager
+from typing import List, Optional, Sequence
 
 import torch
 from mmdet.models.losses import KnowledgeDistillationKLDivLoss
@@ -50,6 +53,44 @@ class LDLoss(BaseDistillLoss):
             raise ValueError(f'temperature must be > 0, got {temperature}.')
         self.temperature = float(temperature)
         self.kl = KnowledgeDistillationKLDivLoss(loss_weight=1.0, T=self.temperature)
+        self._captured: Optional[tuple] = None
+
+    @staticmethod
+    def _batch_key(gt_instances) -> tuple:
+        return tuple(id(g) for g in gt_instances)
+
+    @contextmanager
+    def student_context(self, student):
+        """Around the student's task loss (the Distiller enters it): record the
+        per-level labels of the head's ``get_targets`` for :meth:`forward`. The
+        head's method is wrapped only while the context is open."""
+        head = getattr(student, 'bbox_head', None)
+        if head is None or not hasattr(head, 'get_targets'):
+            yield
+            return
+        original = head.get_targets
+
+        def get_targets(anchor_list, valid_flag_list, batch_gt_instances, *args, **kwargs):
+            out = original(anchor_list, valid_flag_list, batch_gt_instances, *args, **kwargs)
+            self._captured = (self._batch_key(batch_gt_instances), out[1])
+            return out
+        self._captured = None
+        head.get_targets = get_targets
+        try:
+            yield
+        finally:
+            del head.get_targets            # the class's method again
+
+    def _labels(self, head, s_cls, gt_instances, batch_img_metas) -> List[Tensor]:
+        """Per-level (B, H W) labels: the captured task-loss assignment of this
+        batch, else a fresh ``get_targets``."""
+        captured, self._captured = self._captured, None
+        sizes = [c.shape[-2:] for c in s_cls]
+        if captured is not None and captured[0] == self._batch_key(gt_instances) and \
+                [lab.shape[1] for lab in captured[1]] == [h * w for h, w in sizes]:
+            return captured[1]
+        anchors, valid = head.get_anchors(sizes, batch_img_metas, device=s_cls[0].device)
+        return head.get_targets(anchors, valid, gt_instances, batch_img_metas)[1]
 
     def forward(self, s_cls: Sequence[Tensor], s_reg: Sequence[Tensor],
                 t_reg: Sequence[Tensor], *, gt_instances, batch_img_metas,
@@ -59,9 +100,7 @@ class LDLoss(BaseDistillLoss):
             raise TypeError(f'LDLoss needs a GFL-style head with box distributions '
                             f'(reg_max); the student has {type(head).__name__}.')
         bins = head.reg_max + 1
-        sizes = [c.shape[-2:] for c in s_cls]
-        anchors, valid = head.get_anchors(sizes, batch_img_metas, device=s_cls[0].device)
-        labels = head.get_targets(anchors, valid, gt_instances, batch_img_metas)[1]
+        labels = self._labels(head, s_cls, gt_instances, batch_img_metas)
         losses: List[Tensor] = []
         for cls, s, t, lab in zip(s_cls, s_reg, t_reg, labels):
             pos = ((lab >= 0) & (lab < head.num_classes)).reshape(-1)

@@ -64,3 +64,36 @@ def test_ld_without_gt_is_zero_and_non_gfl_head_is_an_error():
     retina = MODELS.build(tiny_model_cfg('retina', 8))
     with pytest.raises(TypeError, match='GFL-style head'):
         LDLoss()(s_cls, s_reg, t_reg, gt_instances=[], batch_img_metas=[], student=retina)
+
+
+def test_distiller_reuses_the_task_loss_assignment(tmp_path, monkeypatch):
+    """In a Distiller step LD takes the labels of the student's own task-loss
+    ``get_targets`` (one ATSS assignment per step); the value equals LD with its
+    own second assignment, and the head's method is restored afterwards."""
+    import contextlib
+
+    from mmdet.models.dense_heads import GFLHead
+
+    from tests.conftest import frs_distiller_cfg, save_weights
+    ckpt = save_weights(tiny_model_cfg('gfl', 16), str(tmp_path / 't.pth'))
+    cfg = frs_distiller_cfg('gfl', ckpt, recorders=dict(
+        cls=dict(source='bbox_head', index=0), reg=dict(source='bbox_head', index=1)),
+        distill_losses=dict(loss_ld=dict(type='LDLoss')))
+    distiller = MODELS.build(cfg)
+    _, _, data = _models_and_batch()
+    calls = []
+    original = GFLHead.get_targets
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(GFLHead, 'get_targets', counted)
+    shared = distiller.loss(data['inputs'], data['data_samples'])['distill.loss_ld']
+    assert len(calls) == 1 and 'get_targets' not in vars(distiller.student.bbox_head)
+    ld = distiller.distill_losses['loss_ld']
+    monkeypatch.setattr(ld, 'student_context', lambda student: contextlib.nullcontext(),
+                        raising=False)
+    again = distiller.loss(data['inputs'], data['data_samples'])['distill.loss_ld']
+    assert len(calls) == 3                       # task loss + LD's own
+    assert shared.item() > 0
+    torch.testing.assert_close(shared, again, rtol=1e-6, atol=0)
