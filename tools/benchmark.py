@@ -22,7 +22,6 @@ files, before any run is trained. ``--preset synthetic_voc`` runs the synthetic
 pair on the VOC layout of the embedded data (no download).
 """
 import argparse
-import glob
 import json
 import os
 import os.path as osp
@@ -199,8 +198,8 @@ def train_one(name: str, seed: int, work_dir: str, teacher_ckpt: str, threads: i
                 metrics=last_metrics(wd), history=eval_history(wd))
     with open(info_path, 'w') as f:
         json.dump(info, f, indent=2)
-    print(f'done {name} seed {seed}: {main_key(info["metrics"])} '
-          f'{100 * info["metrics"][main_key(info["metrics"])]:.1f} '
+    key = main_key(info['metrics'])
+    print(f'done {name} seed {seed}: {key} {100 * info["metrics"][key]:.1f} '
           f'({info["train_seconds"]:.0f} s)', flush=True)
     return info
 
