@@ -93,6 +93,8 @@ def main():
     p.add_argument('--json')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                    help='overrides of the RetinaNet config (e.g. the data root)')
+    p.add_argument('--distiller-options', nargs='+', action=DictAction, default={},
+                   help='extra Distiller arguments, e.g. fast_teacher_convs=False')
     args = p.parse_args()
     os.chdir(ROOT)
     import torch
@@ -120,7 +122,8 @@ def main():
                     teacher=copy.deepcopy(teacher_cfg), teacher_ckpt=teacher_ckpt,
                     recorders=dict(fpn=dict(source='neck', levels=levels)),
                     distill_losses=dict(loss_pkd=dict(type='PKDLoss',
-                                                      loss_weight=args.loss_weight)))
+                                                      loss_weight=args.loss_weight)),
+                    **args.distiller_options)
     with DefaultScope.overwrite_default_scope('mmkd_det'):
         torch.manual_seed(0)
         ours = MODELS.build(ours_cfg)

@@ -15,7 +15,6 @@ from torch import nn
 
 from mmkd_det.registry import MODELS
 from ..recorders import ModuleOutputsRecorder, disable_inplace
-from ..utils.pointwise_conv import is_pointwise, pointwise_convs
 from .data_preprocessor import DistillDataPreprocessor, same_preprocessing
 from .teacher_loading import load_teacher_checkpoint
 
@@ -101,12 +100,6 @@ class Distiller(BaseModel):
             float rounding, checked on a random image at build (a mismatch
             undoes it with a warning); saves the BN passes of every teacher
             forward. Defaults to True.
-        fast_teacher_convs (bool): compute the frozen teacher's 1x1, stride-1
-            convolutions (most of a ResNet bottleneck, the FPN laterals) as
-            batched matrix products on CPU
-            (:class:`~mmkd_det.models.utils.PointwiseConv2d`; CUDA keeps the
-            convolution). Same parameters and state dict; checked on the same
-            probe as ``fuse_teacher_bn``. Defaults to True.
     """
 
     def __init__(self,
@@ -121,7 +114,6 @@ class Distiller(BaseModel):
                  probe_size: int = 256,
                  inherit_from_teacher: Optional[Sequence[str]] = None,
                  fuse_teacher_bn: bool = True,
-                 fast_teacher_convs: bool = True,
                  data_preprocessor=None,
                  init_cfg=None):
         # nested mmdet/mmengine builds (data preprocessors, heads) need our scope,
@@ -147,7 +139,8 @@ class Distiller(BaseModel):
         self._magnitude_warned = False
         self.inherit_from_teacher = tuple(inherit_from_teacher or ())
         self._inherit_teacher_weights()
-        self._speed_up_teacher(probe_size, fuse_teacher_bn, fast_teacher_convs)
+        if fuse_teacher_bn:
+            self._fuse_teacher_bn(probe_size)
         self.warmup_iters = int(warmup_iters)
         self.stop_epoch = stop_epoch
         self.record_specs = {k: dict(v) for k, v in recorders.items()}
@@ -198,29 +191,21 @@ class Distiller(BaseModel):
     #: largest |fused - unfused| / max|unfused| per teacher feature level accepted
     FUSE_TOLERANCE = 1e-4
 
-    def _speed_up_teacher(self, size: int, fuse_bn: bool, pointwise: bool) -> None:
+    def _fuse_teacher_bn(self, size: int) -> None:
         """Fold the teacher's BatchNorm layers into the preceding convolutions
-        and/or swap its 1x1 convolutions for :class:`PointwiseConv2d` (outside
-        ``inherit_from_teacher``), and check the features are unchanged."""
+        (outside ``inherit_from_teacher``) and check the features are unchanged."""
         from mmcv.cnn import fuse_conv_bn
         children = [m for n, m in self.teacher.named_children()
                     if n not in self.inherit_from_teacher and n != 'data_preprocessor']
-        modules = [m for c in children for m in c.modules()]
-        fuse_bn = fuse_bn and any(isinstance(m, nn.modules.batchnorm._BatchNorm)
-                                  for m in modules)
-        pointwise = pointwise and any(type(m) is nn.Conv2d and is_pointwise(m)
-                                      for m in modules)
-        if not (fuse_bn or pointwise):
+        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                   for c in children for m in c.modules()):
             return
         probe = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
         original = {id(c): copy.deepcopy(c) for c in children}
         with torch.no_grad():
             before = self.teacher.extract_feat(probe)
             for child in children:
-                if fuse_bn:
-                    fuse_conv_bn(child)
-                if pointwise:
-                    pointwise_convs(child)
+                fuse_conv_bn(child)
             self.teacher.requires_grad_(False)
             after = self.teacher.extract_feat(probe)
         errors = [((a - b).abs().max() / b.abs().max().clamp(min=1e-12)).item()
@@ -229,9 +214,9 @@ class Distiller(BaseModel):
             for name, child in list(self.teacher.named_children()):
                 if id(child) in original:
                     setattr(self.teacher, name, original[id(child)])
-            print_log(f'fuse_teacher_bn / fast_teacher_convs changed the teacher\'s features '
-                      f'(relative error {max(errors):.2g}); kept the original teacher. Set '
-                      f'fuse_teacher_bn=False, fast_teacher_convs=False to skip the attempt.',
+            print_log(f'fuse_teacher_bn: folding the teacher\'s BatchNorm into its convolutions '
+                      f'changed its features (relative error {max(errors):.2g}); kept the '
+                      f'unfused teacher. Set fuse_teacher_bn=False to skip the attempt.',
                       logger='current', level=logging.WARNING)
 
     def init_weights(self) -> None:
