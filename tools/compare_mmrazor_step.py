@@ -94,7 +94,7 @@ def main():
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                    help='overrides of the RetinaNet config (e.g. the data root)')
     p.add_argument('--distiller-options', nargs='+', action=DictAction, default={},
-                   help='extra Distiller arguments, e.g. fast_teacher_convs=False')
+                   help='extra Distiller arguments, e.g. fuse_teacher_bn=False')
     args = p.parse_args()
     os.chdir(ROOT)
     import torch
