@@ -35,7 +35,8 @@ FULL = dict(student='mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
             teacher='mmdet::retinanet/retinanet_r101_fpn_1x_coco.py')
 
 
-def full_pair(batch: int, size=(800, 1333), boxes: int = 7, seed: int = 0):
+def full_pair(batch: int, size=(800, 1333), boxes: int = 7, seed: int = 0,
+              num_classes: int = 80):
     """Student and teacher model configs, a teacher checkpoint and a data batch
     (``--pair full``)."""
     import tempfile
@@ -68,7 +69,7 @@ def full_pair(batch: int, size=(800, 1333), boxes: int = 7, seed: int = 0):
                                              scale_factor=(1.0, 1.0)))
         sample.gt_instances = InstanceData(
             bboxes=torch.cat([xy, xy + wh], 1),
-            labels=torch.randint(0, 80, (boxes,), generator=g))
+            labels=torch.randint(0, num_classes, (boxes,), generator=g))
         data['data_samples'].append(sample)
     return cfgs['student'], cfgs['teacher'], ckpt, data
 

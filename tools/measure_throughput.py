@@ -18,6 +18,10 @@ not hold. Random weights do not change the work.
 
     python tools/measure_throughput.py --device cuda            # the GPU check of issue 6
     python tools/measure_throughput.py configs/pkd_retina_r101_r50.py --device cuda
+    # the teacher forward alone, NCHW against channels-last (teacher_channels_last)
+    python tools/measure_throughput.py --device cpu --teacher-layouts --iters 6 --warmup 1
+    python tools/measure_throughput.py configs/synthetic/pkd_retina_r18w48_r18w32_synthetic.py \
+        --device cpu --teacher-layouts --batch 8 --size 128 128 --iters 40
 """
 import argparse
 import json
@@ -53,14 +57,59 @@ def build(config: str):
         return MODELS.build(cfg.model)
 
 
+def teacher_layouts(step, args) -> None:
+    """Median seconds of the teacher forward with ``teacher_channels_last`` False
+    and True, interleaved; the records of both are compared too."""
+    import statistics as st
+    import time
+
+    import torch
+    model, x = step.model, step.teacher_inputs
+    x = step.inputs if x is None else x
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    times = {False: [], True: []}
+    records = {}
+    for it in range(args.warmup + args.iters):
+        for flag in times:
+            model.teacher_channels_last = flag
+            sync()
+            start = time.perf_counter()
+            model._teacher_forward(x)
+            sync()
+            if it >= args.warmup:
+                times[flag].append(time.perf_counter() - start)
+            records[flag] = {k: model.teacher_recorder.get(k)
+                             for k in model.teacher_recorder.specs}
+            model.teacher_recorder.reset()
+    error = max(((a - b).abs().max() / b.abs().max()).item()
+                for k in records[False] for a, b in zip(records[True][k], records[False][k]))
+    med = {('channels_last' if k else 'nchw'): st.median(v) for k, v in times.items()}
+    res = dict(config=args.config, device=args.device, batch=list(x.shape),
+               threads=torch.get_num_threads(), iters=args.iters, median_seconds=med,
+               seconds={('channels_last' if k else 'nchw'): v for k, v in times.items()},
+               channels_last_over_nchw=med['channels_last'] / med['nchw'],
+               max_relative_record_difference=error)
+    print(f'teacher forward: NCHW {1000 * med["nchw"]:.1f} ms, channels-last '
+          f'{1000 * med["channels_last"]:.1f} ms (median of {args.iters}); ratio '
+          f'{res["channels_last_over_nchw"]:.3f}; records differ by {error:.1e} (relative)')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(res, f, indent=2)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config', nargs='?', default='configs/frs_retina_r101_r50.py')
     p.add_argument('--device', default='cuda')
     p.add_argument('--batch', type=int, default=2)
+    p.add_argument('--size', type=int, nargs=2, default=[800, 1333], metavar=('H', 'W'),
+                   help='image size (default 1333x800)')
     p.add_argument('--iters', type=int, default=20)
     p.add_argument('--warmup', type=int, default=5)
     p.add_argument('--json')
+    p.add_argument('--teacher-layouts', action='store_true',
+                   help='time only the Distiller\'s teacher forward, NCHW and channels-last '
+                        'input interleaved (the teacher_channels_last option)')
     args = p.parse_args()
     os.chdir(ROOT)
     import torch
@@ -70,8 +119,12 @@ def main():
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         sys.exit('--device cuda: no CUDA device visible to torch; use --device cpu.')
     model = build(args.config).to(args.device)
-    *_, data = full_pair(args.batch)
+    head = getattr(model.student, 'bbox_head', None)
+    *_, data = full_pair(args.batch, tuple(args.size),
+                         num_classes=getattr(head, 'num_classes', 80))
     step = Step(model, data)
+    if args.teacher_layouts:
+        return teacher_layouts(step, args)
     mean = time_steps(step, args.iters, args.warmup)
     res = dict(config=args.config, device=args.device, batch=list(step.inputs.shape),
                threads=torch.get_num_threads(), iters=args.iters, mean_seconds=mean,

@@ -100,6 +100,13 @@ class Distiller(BaseModel):
             float rounding, checked on a random image at build (a mismatch
             undoes it with a warning); saves the BN passes of every teacher
             forward. Defaults to True.
+        teacher_channels_last (bool, optional): run the frozen teacher on a
+            channels-last copy of its input (oneDNN's own layout) and hand the
+            losses its records in the usual contiguous NCHW layout. Same values
+            up to float rounding. On CPU this measured the RetinaNet R101 + FPN
+            forward at 1333x800 (batch 2, 2 threads) about 35 % faster, and no
+            change on the 128 px synthetic pair (docs/benchmark.md); on CUDA it
+            is unmeasured. None (default): on CPU inputs only.
     """
 
     def __init__(self,
@@ -114,6 +121,7 @@ class Distiller(BaseModel):
                  probe_size: int = 256,
                  inherit_from_teacher: Optional[Sequence[str]] = None,
                  fuse_teacher_bn: bool = True,
+                 teacher_channels_last: Optional[bool] = None,
                  data_preprocessor=None,
                  init_cfg=None):
         # nested mmdet/mmengine builds (data preprocessors, heads) need our scope,
@@ -141,6 +149,10 @@ class Distiller(BaseModel):
         self._inherit_teacher_weights()
         if fuse_teacher_bn:
             self._fuse_teacher_bn(probe_size)
+        if teacher_channels_last not in (None, True, False):
+            raise TypeError('teacher_channels_last must be None (on CPU only), True or '
+                            f'False, got {teacher_channels_last!r}.')
+        self.teacher_channels_last = teacher_channels_last
         self.warmup_iters = int(warmup_iters)
         self.stop_epoch = stop_epoch
         self.record_specs = {k: dict(v) for k, v in recorders.items()}
@@ -323,8 +335,15 @@ class Distiller(BaseModel):
         return self.student(inputs, data_samples, mode)
 
     def _teacher_forward(self, inputs: torch.Tensor) -> None:
+        channels_last = self.teacher_channels_last
+        if channels_last is None:
+            channels_last = inputs.device.type == 'cpu'
+        if channels_last and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             self._record_forward(self.teacher, self.teacher_recorder, self.teacher_heads, inputs)
+        if channels_last:
+            self.teacher_recorder.make_contiguous()
 
     def _loss_kwargs(self, name: str, data_samples) -> dict:
         """Arguments of loss ``name`` from the current records and extras."""

@@ -95,6 +95,20 @@ class ModuleOutputsRecorder:
         for buf in self._buffers.values():
             buf.clear()
 
+    def make_contiguous(self) -> None:
+        """Give every recorded tensor (in tuples and lists too) the contiguous
+        layout (e.g. after a channels-last forward); already contiguous ones
+        are kept as they are."""
+        def convert(obj):
+            if isinstance(obj, torch.Tensor):
+                return obj.contiguous()
+            if isinstance(obj, (tuple, list)):
+                items = [convert(o) for o in obj]
+                return type(obj)(*items) if hasattr(obj, '_fields') else type(obj)(items)
+            return obj
+        for buf in self._buffers.values():
+            buf[:] = [convert(call) for call in buf]
+
     def remove(self) -> None:
         """Remove every hook from the model."""
         for handle in self._handles:

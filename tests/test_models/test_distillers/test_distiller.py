@@ -390,3 +390,41 @@ def test_teacher_bn_fusion_that_changes_features_is_undone(tmp_path, monkeypatch
     for k, v in d.teacher.state_dict().items():
         assert torch.equal(v, saved[k]), k
     assert all(not p.requires_grad for p in d.teacher.parameters())
+
+
+@pytest.mark.parametrize('option', [None, True, False])
+def test_teacher_channels_last_same_records_in_nchw(option, weights):
+    """The teacher runs channels-last when asked (None = on CPU), the losses get
+    contiguous NCHW records of the same values, and the losses are unchanged."""
+    ckpt = weights(tiny_model_cfg('retina', 16))
+    ref = MODELS.build(frs_distiller_cfg('retina', ckpt, teacher_channels_last=False))
+    d = MODELS.build(frs_distiller_cfg('retina', ckpt, teacher_channels_last=option))
+    d.load_state_dict(ref.state_dict())
+    seen = []
+    first_conv = next(m for m in d.teacher.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    handle = first_conv.register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    x = torch.randn(2, 3, 64, 64)
+    d._teacher_forward(x)
+    ref._teacher_forward(x)
+    handle.remove()
+    assert seen == [option is not False]
+    for name in d.teacher_recorder.specs:
+        got, want = d.teacher_recorder.get(name), ref.teacher_recorder.get(name)
+        assert len(got) == len(want) > 0
+        for a, b in zip(got, want):
+            assert a.is_contiguous() and a.shape == b.shape
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item())
+    MessageHub.get_current_instance().update_info('iter', 10 ** 6)
+    d.eval()
+    ref.eval()
+    data = d.data_preprocessor(batch(), True)
+    got, want = d(**data, mode='loss'), ref(**data, mode='loss')
+    for k in ('distill.loss_frs_fpn', 'distill.loss_frs_cls'):
+        assert got[k].item() == pytest.approx(want[k].item(), rel=1e-4), k
+
+
+def test_teacher_channels_last_bad_value(weights):
+    ckpt = weights(tiny_model_cfg('retina', 16))
+    with pytest.raises(TypeError, match='teacher_channels_last must be None'):
+        MODELS.build(frs_distiller_cfg('retina', ckpt, teacher_channels_last='yes'))

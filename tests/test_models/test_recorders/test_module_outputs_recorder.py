@@ -94,3 +94,19 @@ def test_levels_select_a_subset_and_bad_levels_fail():
     assert len(last) == 1 and last[0].shape[-1] == 2
     with pytest.raises(RecordError, match=r'levels \[2\] out of range'):
         rec.get('bad')
+
+
+def test_make_contiguous_converts_nested_records_in_place():
+    from collections import namedtuple
+    Out = namedtuple('Out', 'cls reg')
+    model = nn.Sequential(nn.Identity())
+    rec = ModuleOutputsRecorder(model, dict(out=dict(source='0')))
+    x = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)
+    assert not x.is_contiguous()
+    with rec:
+        model((x, [x, x[:1]], Out(x, 3)))
+    rec.make_contiguous()
+    (a, (b, c), out), = rec._buffers['out']
+    assert isinstance(out, Out) and out.reg == 3
+    for t, want in ((a, x), (b, x), (c, x[:1]), (out.cls, x)):
+        assert t.is_contiguous() and torch.equal(t, want)
