@@ -9,10 +9,18 @@ For a Distiller config, on the same batch:
 * ``masks``: time inside the losses' ``masks`` (mask construction), part of
   ``distill``;
 * ``losses``: time inside the distillation losses' forwards (adapters,
-  connectors, masks, the loss itself; not their backward), part of ``distill``.
+  connectors, masks, the loss itself; not their backward), part of ``distill``;
+* ``loss_alone``: the distillation losses' forward + backward on their own, on
+  this batch's records (fixed, the student's as leaf tensors): the work of the
+  method itself, which no Distiller can skip.
 
-Time: the three steps are repeated interleaved; ratio
-``distill / (student + teacher)`` (target <= 1.05) and ``masks / distill``.
+Time: the steps are repeated interleaved (their order rotates every
+iteration); ratio ``distill / (student + teacher)`` (target <= 1.05) of the
+means, and the median over iterations of the same ratio per iteration (each
+iteration's three steps run back to back, so a slow spell of the machine
+weighs on both sides). ``floor = (student + teacher + loss_alone) / (student
++ teacher)`` is the ratio with no Distiller overhead at all;
+``overhead = distill - student - teacher - loss_alone``.
 
 Memory: each step runs in its own child process (``--phase``). The child
 builds the Distiller, runs the step once, frees the gradients, trims the heap
@@ -43,10 +51,13 @@ import subprocess
 import sys
 import time
 
+import torch
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 TIME_TARGET, MEMORY_TARGET = 1.05, 1.10
 PHASES = ('student', 'teacher', 'distill')
+TIMED = PHASES + ('loss_alone', )
 
 
 def _status_kb(field: str) -> int:
@@ -133,6 +144,38 @@ class Step:
     def distill(self):
         self._backward(self.model.loss(self.inputs, self.samples, self.teacher_inputs))
 
+    def _fixed_loss_inputs(self) -> dict:
+        """Each loss's arguments on this batch, its record tensors detached (the
+        student's as leaves that take gradients), recorded once."""
+        m = self.model
+        m.record_step(self.inputs, self.samples, self.teacher_inputs)
+        fixed = {}
+        for name in m.distill_losses:
+            kwargs = m._loss_kwargs(name, self.samples)
+            for arg, bound in m.loss_bindings[name].items():
+                if bound[0] == 'record':
+                    kwargs[arg] = [t.detach().requires_grad_(bound[1] == 'student')
+                                   for t in kwargs[arg]]
+            fixed[name] = kwargs
+        m.student_recorder.reset()
+        m.teacher_recorder.reset()
+        return fixed
+
+    def loss_alone(self):
+        if not hasattr(self, '_loss_inputs'):
+            self._loss_inputs = self._fixed_loss_inputs()
+        terms = []
+        for name, loss in self.model.distill_losses.items():
+            value = loss(**self._loss_inputs[name])
+            terms += list(value.values()) if isinstance(value, dict) else [value]
+        self.model.zero_grad(set_to_none=True)
+        for kwargs in self._loss_inputs.values():
+            for v in kwargs.values():
+                for t in (v if isinstance(v, list) else []):
+                    if isinstance(t, torch.Tensor):
+                        t.grad = None
+        torch.stack(terms).sum().backward()
+
     def param_bytes(self, phase: str) -> int:
         m = self.model
         return dict(student=param_bytes(m.student), teacher=param_bytes(m.teacher),
@@ -140,14 +183,16 @@ class Step:
                     param_bytes(m.distill_losses))[phase]
 
 
-def time_steps(step: Step, iters: int, warmup: int, phases=PHASES) -> dict:
-    """Mean seconds of each of ``phases``, run interleaved ``warmup + iters`` times
-    (CUDA is synchronised around each; ``masks`` is then not exact)."""
-    import torch
+def time_steps(step: Step, iters: int, warmup: int, phases=TIMED, samples=None) -> dict:
+    """Mean seconds of each of ``phases``, run interleaved ``warmup + iters`` times,
+    the order rotated by one every iteration (CUDA is synchronised around each;
+    ``masks`` is then not exact). ``samples``: a dict that receives every
+    iteration's seconds per phase."""
     sync = torch.cuda.synchronize if step.inputs.is_cuda else (lambda: None)
     times = {k: [] for k in tuple(phases) + ('masks', 'losses')}
     for it in range(warmup + iters):
-        for name in phases:
+        shift = it % len(phases)
+        for name in tuple(phases[shift:]) + tuple(phases[:shift]):
             step.mask_time = step.loss_time = 0.0
             sync()
             start = time.perf_counter()
@@ -159,7 +204,31 @@ def time_steps(step: Step, iters: int, warmup: int, phases=PHASES) -> dict:
                 if name == 'distill':
                     times['masks'].append(step.mask_time)
                     times['losses'].append(step.loss_time)
+    if samples is not None:
+        samples.update({k: v for k, v in times.items() if v})
     return {k: st.mean(v) for k, v in times.items() if v}
+
+
+def time_ratios(mean: dict, samples: dict) -> dict:
+    """The time figures of :func:`time_steps`' means and samples (module doc)."""
+    parts = mean['student'] + mean['teacher']
+    return dict(mean_seconds=mean,
+                distill_over_student_plus_teacher=mean['distill'] / parts,
+                paired_ratio=paired_ratio(samples),
+                floor_over_student_plus_teacher=(parts + mean['loss_alone']) / parts,
+                overhead_seconds=mean['distill'] - parts - mean['loss_alone'],
+                masks_share_of_distill_step=mean['masks'] / mean['distill'],
+                samples_seconds=samples)
+
+
+def paired_ratio(samples: dict) -> dict:
+    """Median and quartiles over iterations of distill / (student + teacher)."""
+    ratios = [d / (s + t) for d, s, t in
+              zip(samples['distill'], samples['student'], samples['teacher'])]
+    if len(ratios) < 2:
+        return dict(median=ratios[0], q1=ratios[0], q3=ratios[0])
+    q1, median, q3 = st.quantiles(ratios, n=4)
+    return dict(median=st.median(ratios), q1=q1, q3=q3)
 
 
 def parse_options(items) -> dict:
@@ -201,14 +270,11 @@ def memory_steps(config, options, teacher_ckpt) -> dict:
 
 def measure(config, options, teacher_ckpt, iters, warmup, memory=True) -> dict:
     """Time and (``memory``) memory of ``config`` with ``options`` (``key=value``)."""
-    import torch
     step = Step.from_config(config, parse_options(options), teacher_ckpt)
-    mean = time_steps(step, iters, warmup)
+    samples = {}
+    mean = time_steps(step, iters, warmup, samples=samples)
     res = dict(config=config, iters=iters, threads=torch.get_num_threads(),
-               batch=list(step.inputs.shape), mean_seconds=mean,
-               distill_over_student_plus_teacher=mean['distill'] /
-               (mean['student'] + mean['teacher']),
-               masks_share_of_distill_step=mean['masks'] / mean['distill'])
+               batch=list(step.inputs.shape), **time_ratios(mean, samples))
     del step
     gc.collect()
     if memory:
@@ -226,8 +292,14 @@ def measure(config, options, teacher_ckpt, iters, warmup, memory=True) -> dict:
 def summary(res: dict) -> str:
     t = res['mean_seconds']
     lines = [f'{k:>8}: {1000 * v:8.1f} ms' for k, v in t.items()]
+    pr = res['paired_ratio']
     lines.append(f'time   distill / (student + teacher) = '
-                 f'{res["distill_over_student_plus_teacher"]:.3f} (target <= {TIME_TARGET})')
+                 f'{res["distill_over_student_plus_teacher"]:.3f} (target <= {TIME_TARGET}); '
+                 f'per iteration median {pr["median"]:.3f} (quartiles {pr["q1"]:.3f}-'
+                 f'{pr["q3"]:.3f})')
+    lines.append(f'floor (student + teacher + loss alone) / (student + teacher) = '
+                 f'{res["floor_over_student_plus_teacher"]:.3f}; Distiller overhead '
+                 f'{1000 * res["overhead_seconds"]:.1f} ms')
     lines.append(f'masks / distill step = {100 * res["masks_share_of_distill_step"]:.1f} %')
     if 'memory_total_bytes' in res:
         m = res['memory_total_bytes']
@@ -242,15 +314,20 @@ def summary(res: dict) -> str:
 
 def table(results: dict) -> str:
     """Markdown table of ``{run name: measure() result}``."""
-    rows = ['| run | student ms | teacher ms | distill ms | time ratio | loss forward % | '
+    rows = ['| run | student ms | teacher ms | distill ms | time ratio | median per-iteration '
+            'ratio (quartiles) | loss alone ms | floor | overhead ms | loss forward % | '
             'masks % | student MiB | teacher MiB | distill MiB | memory ratio | '
             'activations ratio |',
-            '|---|---|---|---|---|---|---|---|---|---|---|---|']
+            '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for name, r in results.items():
         t, m = r['mean_seconds'], r.get('memory_total_bytes', {})
         time_ok = '' if r['distill_over_student_plus_teacher'] <= TIME_TARGET else ' ✗'
+        pr = r['paired_ratio']
         cells = [name] + [f'{1000 * t[k]:.1f}' for k in PHASES] + [
             f'{r["distill_over_student_plus_teacher"]:.3f}{time_ok}',
+            f'{pr["median"]:.3f} ({pr["q1"]:.3f}–{pr["q3"]:.3f})',
+            f'{1000 * t["loss_alone"]:.1f}', f'{r["floor_over_student_plus_teacher"]:.3f}',
+            f'{1000 * r["overhead_seconds"]:.1f}',
             f'{100 * t.get("losses", 0) / t["distill"]:.1f}',
             f'{100 * r["masks_share_of_distill_step"]:.1f}']
         if m:

@@ -8,10 +8,12 @@ saved once to a temporary file; nothing is downloaded) and, on a batch of
 
 * ``student``: the plain student's forward + losses + backward;
 * ``teacher``: the teacher forward the Distiller runs (no grad);
-* ``distill``: the Distiller's step (teacher forward, student, losses, backward).
+* ``distill``: the Distiller's step (teacher forward, student, losses, backward);
+* ``loss_alone``: the distillation losses' forward + backward on fixed records.
 
 and reports images/s of the student and distill steps, the time ratio
-``distill / (student + teacher)`` of ``tools/measure_cost.py`` and, on CUDA, ``torch.cuda.max_memory_allocated``
+``distill / (student + teacher)``, its floor and the Distiller's overhead as
+``tools/measure_cost.py`` does and, on CUDA, ``torch.cuda.max_memory_allocated``
 of each step: for ``distill`` everything; for ``student`` minus the teacher's
 and the losses' weights, which stay allocated but a plain student run would
 not hold. Random weights do not change the work.
@@ -114,7 +116,7 @@ def main():
     os.chdir(ROOT)
     import torch
     from compare_mmrazor_step import full_pair
-    from measure_cost import Step, param_bytes, time_steps
+    from measure_cost import Step, param_bytes, time_ratios, time_steps
 
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         sys.exit('--device cuda: no CUDA device visible to torch; use --device cpu.')
@@ -125,13 +127,13 @@ def main():
     step = Step(model, data)
     if args.teacher_layouts:
         return teacher_layouts(step, args)
-    mean = time_steps(step, args.iters, args.warmup)
+    samples = {}
+    mean = time_steps(step, args.iters, args.warmup, samples=samples)
     res = dict(config=args.config, device=args.device, batch=list(step.inputs.shape),
-               threads=torch.get_num_threads(), iters=args.iters, mean_seconds=mean,
+               threads=torch.get_num_threads(), iters=args.iters,
                images_per_s={k: args.batch / mean[k] for k in ('student', 'distill')},
                distill_over_student_time=mean['distill'] / mean['student'],
-               distill_over_student_plus_teacher=mean['distill'] /
-               (mean['student'] + mean['teacher']))
+               **time_ratios(mean, samples))
     if args.device.startswith('cuda'):
         res['device_name'] = torch.cuda.get_device_name()
         peak = {}
@@ -151,7 +153,10 @@ def main():
               + (f', {mem / 2**30:.2f} GiB max allocated' if mem else ''))
     print(f'teacher: {1000 * mean["teacher"]:8.1f} ms/forward')
     print(f'distill / student time = {res["distill_over_student_time"]:.3f}; '
-          f'distill / (student + teacher) = {res["distill_over_student_plus_teacher"]:.3f}')
+          f'distill / (student + teacher) = {res["distill_over_student_plus_teacher"]:.3f} '
+          f'(per-iteration median {res["paired_ratio"]["median"]:.3f}); floor with the '
+          f'losses alone {res["floor_over_student_plus_teacher"]:.3f}, Distiller overhead '
+          f'{res["overhead_seconds"]:.2f} s')
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(res, f, indent=2)

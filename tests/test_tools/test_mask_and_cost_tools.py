@@ -3,6 +3,7 @@ TID config (tiny generated data, random teacher weights)."""
 import json
 import os
 import os.path as osp
+import statistics
 import subprocess
 import sys
 
@@ -63,6 +64,18 @@ def test_measure_cost_reports_mask_share(setup):
     assert res['masks_share_of_distill_step'] == pytest.approx(t['masks'] / t['distill'])
     assert res['distill_over_student_plus_teacher'] == pytest.approx(
         t['distill'] / (t['student'] + t['teacher']))
+    # the method's own work, the floor it sets and the Distiller's overhead
+    parts = t['student'] + t['teacher']
+    assert 0 < t['loss_alone'] < t['distill']
+    assert res['floor_over_student_plus_teacher'] == pytest.approx(
+        (parts + t['loss_alone']) / parts)
+    assert res['overhead_seconds'] == pytest.approx(t['distill'] - parts - t['loss_alone'])
+    per_iter = res['samples_seconds']
+    ratios = [d / (a + b) for d, a, b in
+              zip(per_iter['distill'], per_iter['student'], per_iter['teacher'])]
+    assert len(ratios) == 2
+    assert res['paired_ratio']['median'] == pytest.approx(statistics.median(ratios))
+    assert t['distill'] == pytest.approx(statistics.mean(per_iter['distill']))
     # memory: each step's parameters + its peak above the state before it
     mem, total = res['memory_bytes'], res['memory_total_bytes']
     for phase in ('student', 'teacher', 'distill'):
@@ -79,6 +92,31 @@ def test_measure_cost_reports_mask_share(setup):
     assert mem['student']['params'] == sum(4 * p.numel() for p in model.student.parameters())
     assert res['memory_distill_over_student_plus_teacher'] == pytest.approx(
         total['distill'] / (total['student'] + total['teacher']))
+
+
+def test_loss_alone_step_is_the_distill_steps_loss_work(setup):
+    """The loss-alone phase gives the losses' own parameters (TID's adapters) the
+    gradients the whole distillation step gives them, on the same batch."""
+    import torch
+    from mmengine.logging import MessageHub
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    from measure_cost import Step, parse_options
+    _, ckpt, options = setup
+    MessageHub.get_current_instance().update_info('iter', 10 ** 6)   # after warm-up
+    step = Step.from_config(CONFIG, parse_options(options[1:]), ckpt)
+    step.model.train()
+    grads = []
+    for phase in (step.distill, step.loss_alone):
+        phase()
+        grads.append({n: p.grad.clone() for n, p in
+                      step.model.distill_losses.named_parameters()})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for k in grads[0]:
+        a, b = grads[1][k], grads[0][k]
+        assert b.abs().max() > 0, k
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6 * b.abs().max().item()), k
+    # and no gradient reaches the student's own weights
+    assert all(p.grad is None for p in step.model.student.parameters())
 
 
 def test_peak_extra_bytes_sees_a_known_allocation():

@@ -25,6 +25,7 @@ _REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file_
 MAGNITUDE_LIMIT = 100.0
 #: top-level detector attributes whose forward(feats) the Distiller can run.
 _HEADS = ('bbox_head', 'rpn_head')
+INPLACE_MODES = ('auto', 'keep', 'disable')
 
 
 def load_model_cfg(cfg: Union[str, dict], role: str) -> ConfigDict:
@@ -107,6 +108,15 @@ class Distiller(BaseModel):
             forward at 1333x800 (batch 2, 2 threads) about 35 % faster, and no
             change on the 128 px synthetic pair (docs/benchmark.md); on CUDA it
             is unmeasured. None (default): on CPU inputs only.
+        inplace_activations (str): the detectors' inplace activations
+            (``ReLU(inplace=True)``, ...) would overwrite a record if one ran on
+            a recorded module's output. ``'auto'`` (default): keep them (no
+            extra copies) unless the build-time probe finds a record changed in
+            place; then that detector's are disabled (logged). ``'disable'``:
+            always disable them (each activation then allocates its output).
+            ``'keep'``: never; a record changed in place is an error. In every
+            mode a record changed in place after capture is refused when a loss
+            reads it (:class:`RecordError`), never used silently.
     """
 
     def __init__(self,
@@ -122,6 +132,7 @@ class Distiller(BaseModel):
                  inherit_from_teacher: Optional[Sequence[str]] = None,
                  fuse_teacher_bn: bool = True,
                  teacher_channels_last: Optional[bool] = None,
+                 inplace_activations: str = 'auto',
                  data_preprocessor=None,
                  init_cfg=None):
         # nested mmdet/mmengine builds (data preprocessors, heads) need our scope,
@@ -141,8 +152,13 @@ class Distiller(BaseModel):
         load_teacher_checkpoint(self.teacher, teacher_ckpt, strict=teacher_strict)
         self.teacher.requires_grad_(False)
         self.teacher.eval()
-        disable_inplace(self.teacher)
-        disable_inplace(self.student)
+        if inplace_activations not in INPLACE_MODES:
+            raise ValueError(f'inplace_activations must be one of {INPLACE_MODES}, got '
+                             f'{inplace_activations!r}.')
+        self.inplace_activations = inplace_activations
+        if inplace_activations == 'disable':
+            disable_inplace(self.teacher)
+            disable_inplace(self.student)
 
         self._magnitude_warned = False
         self.inherit_from_teacher = tuple(inherit_from_teacher or ())
@@ -288,20 +304,41 @@ class Distiller(BaseModel):
                 getattr(model, head)(feats)
 
     @torch.no_grad()
-    def _probe(self, model, recorder, heads, size) -> Dict[str, List[torch.Size]]:
+    def _probe(self, role: str, size: int) -> Dict[str, List[torch.Size]]:
+        """Record shapes of ``role`` on a zero image; also where its inplace
+        activations overwrite a record (see ``inplace_activations``)."""
+        model, recorder, heads = dict(
+            student=(self.student, self.student_recorder, self._student_heads),
+            teacher=(self.teacher, self.teacher_recorder, self.teacher_heads))[role]
         was_training = model.training
         model.eval()
         try:
             self._record_forward(model, recorder, heads, torch.zeros(1, 3, size, size))
+            modified = recorder.modified()
+            if modified and self.inplace_activations == 'auto':
+                count = disable_inplace(model)
+                print_log(f'inplace_activations=auto: the {role}\'s inplace operations change '
+                          f'records {modified} in place; disabled its {count} inplace '
+                          f'activations.', logger='current', level=logging.INFO)
+                self._record_forward(model, recorder, heads, torch.zeros(1, 3, size, size))
+                modified = recorder.modified()
+            if modified:
+                raise ValueError(
+                    f'Records {modified} of the {role} are changed in place after they are '
+                    f'recorded (inplace_activations={self.inplace_activations!r}), so the '
+                    f'losses would read overwritten values. '
+                    + ('Set inplace_activations=\'auto\' or \'disable\'.'
+                       if self.inplace_activations == 'keep' else
+                       'A non-activation inplace operation (e.g. a residual `+=`) follows '
+                       'the recorded module: record another module (e.g. the whole block).'))
             return {n: [t.shape for t in recorder.get(n)] for n in recorder.specs}
         finally:
+            recorder.reset()
             model.train(was_training)
 
     def _setup_losses(self, probe_size: int) -> None:
-        shapes = dict(student=self._probe(self.student, self.student_recorder,
-                                          self._student_heads, probe_size),
-                      teacher=self._probe(self.teacher, self.teacher_recorder,
-                                          self.teacher_heads, probe_size))
+        shapes = dict(student=self._probe('student', probe_size),
+                      teacher=self._probe('teacher', probe_size))
         for name, loss in self.distill_losses.items():
             arg_shapes = {arg: shapes[b[1]][b[2]] for arg, b in
                           self.loss_bindings[name].items() if b[0] == 'record'}
@@ -354,6 +391,19 @@ class Distiller(BaseModel):
         return {arg: (records[b[1]].get(b[2]) if b[0] == 'record' else extras[b[1]])
                 for arg, b in self.loss_bindings[name].items()}
 
+    def record_step(self, inputs, data_samples, teacher_inputs=None) -> dict:
+        """The teacher forward, then the student's task losses, both recorded;
+        returns the task losses (the records stay until the next step)."""
+        # teacher first: its activations are freed before the student's exist (a
+        # lower peak than student-then-teacher), only its records stay
+        self._teacher_forward(inputs if teacher_inputs is None else teacher_inputs)
+        with self.student_recorder, ExitStack() as contexts:
+            # a loss may watch the student's task loss (LD reuses its assignment)
+            for loss in self.distill_losses.values():
+                if hasattr(loss, 'student_context'):
+                    contexts.enter_context(loss.student_context(self.student))
+            return self.student.loss(inputs, data_samples)
+
     def loss(self, inputs, data_samples, teacher_inputs=None) -> dict:
         scale = self.distill_scale()
         if scale == 0.0:
@@ -364,15 +414,7 @@ class Distiller(BaseModel):
             if extra:
                 losses['distill.loss_stopped'] = torch.stack(extra).sum()
             return losses
-        # teacher first: its activations are freed before the student's exist (a
-        # lower peak than student-then-teacher), only its records stay
-        self._teacher_forward(inputs if teacher_inputs is None else teacher_inputs)
-        with self.student_recorder, ExitStack() as contexts:
-            # a loss may watch the student's task loss (LD reuses its assignment)
-            for loss in self.distill_losses.values():
-                if hasattr(loss, 'student_context'):
-                    contexts.enter_context(loss.student_context(self.student))
-            losses = self.student.loss(inputs, data_samples)
+        losses = self.record_step(inputs, data_samples, teacher_inputs)
         for name, loss in self.distill_losses.items():
             value = loss(**self._loss_kwargs(name, data_samples))
             # a loss may return its terms (each logged, all summed by the runner)

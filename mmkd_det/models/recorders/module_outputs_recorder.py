@@ -48,6 +48,11 @@ class ModuleOutputsRecorder:
     iterations. A module called several times in one forward (a head shared
     across FPN levels) yields one record per call.
 
+    Each recorded tensor's version counter is kept with it: a record changed
+    in place after it was captured (by an inplace activation the model applies
+    to that module's output) is reported by :meth:`modified` and refused by
+    :meth:`get`, instead of handing the loss the overwritten values.
+
     Args:
         model (nn.Module): the detector (teacher or student).
         sources (dict[str, dict]): record name -> ``dict(source='dotted.path',
@@ -64,6 +69,8 @@ class ModuleOutputsRecorder:
         self.model_name = model_name
         self.specs = {k: dict(v) for k, v in sources.items()}
         self._buffers: Dict[str, List] = {k: [] for k in sources}
+        self._versions: Dict[str, List[tuple]] = {k: [] for k in sources}
+        self._overwritten: set = set()   # found modified before make_contiguous copied them
         self._active = False
         self._handles = []
         for name, spec in self.specs.items():
@@ -81,6 +88,7 @@ class ModuleOutputsRecorder:
         def hook(module, inputs, output):
             if self._active:
                 self._buffers[name].append(output)
+                self._versions[name].append(_versions(output))
         return hook
 
     def __enter__(self) -> 'ModuleOutputsRecorder':
@@ -94,6 +102,17 @@ class ModuleOutputsRecorder:
     def reset(self) -> None:
         for buf in self._buffers.values():
             buf.clear()
+        for ver in self._versions.values():
+            ver.clear()
+        self._overwritten.clear()
+
+    def _is_modified(self, name: str) -> bool:
+        return name in self._overwritten or \
+            [_versions(c) for c in self._buffers[name]] != self._versions[name]
+
+    def modified(self) -> List[str]:
+        """Names of the records changed in place since they were captured."""
+        return [name for name in self._buffers if self._is_modified(name)]
 
     def make_contiguous(self) -> None:
         """Give every recorded tensor (in tuples and lists too) the contiguous
@@ -106,8 +125,11 @@ class ModuleOutputsRecorder:
                 items = [convert(o) for o in obj]
                 return type(obj)(*items) if hasattr(obj, '_fields') else type(obj)(items)
             return obj
-        for buf in self._buffers.values():
+        for name, buf in self._buffers.items():
+            if self._is_modified(name):
+                self._overwritten.add(name)
             buf[:] = [convert(call) for call in buf]
+            self._versions[name] = [_versions(c) for c in buf]
 
     def remove(self) -> None:
         """Remove every hook from the model."""
@@ -136,6 +158,13 @@ class ModuleOutputsRecorder:
                 f'{self.model_name} did not run in this forward, so the distillation '
                 f'loss would silently be zero. Record a module on the executed path '
                 f'(e.g. the neck, or the head for head outputs).')
+        if self._is_modified(name):
+            raise RecordError(
+                f'Record {name!r} of the {self.model_name} ({spec["source"]!r}) was changed in '
+                f'place after it was recorded (an inplace operation, e.g. ReLU(inplace=True), '
+                f'runs on that module\'s output), so the loss would read the overwritten '
+                f'values. Build the Distiller with inplace_activations=\'disable\', or record '
+                f'a module whose output the model does not modify.')
         index = spec.get('index')
         if len(calls) == 1 and isinstance(calls[0], (tuple, list)):
             out = calls[0] if index is None else calls[0][index]
@@ -155,6 +184,15 @@ class ModuleOutputsRecorder:
                     f'Recorder {name!r} level {i} is a {type(t).__name__}, not a tensor; '
                     f'set `index` to select a tensor element of the output.')
         return out
+
+
+def _versions(obj) -> tuple:
+    """Version counters of the tensors in ``obj`` (nested tuples and lists)."""
+    if isinstance(obj, torch.Tensor):
+        return (obj._version, )
+    if isinstance(obj, (tuple, list)):
+        return tuple(v for o in obj for v in _versions(o))
+    return ()
 
 
 def disable_inplace(model: nn.Module) -> int:

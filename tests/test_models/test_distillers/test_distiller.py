@@ -428,3 +428,70 @@ def test_teacher_channels_last_bad_value(weights):
     ckpt = weights(tiny_model_cfg('retina', 16))
     with pytest.raises(TypeError, match='teacher_channels_last must be None'):
         MODELS.build(frs_distiller_cfg('retina', ckpt, teacher_channels_last='yes'))
+
+
+def _inplace_modules(model) -> int:
+    return sum(getattr(m, 'inplace', False) is True for m in model.modules())
+
+
+def test_inplace_activations_kept_when_no_record_is_overwritten(weights):
+    """'auto' keeps both detectors' inplace ReLUs for neck + head records; the
+    losses and the student's gradients equal those with every one disabled."""
+    ckpt = weights(tiny_model_cfg('retina', 16))
+    ref = MODELS.build(frs_distiller_cfg('retina', ckpt, inplace_activations='disable'))
+    d = MODELS.build(frs_distiller_cfg('retina', ckpt))
+    d.load_state_dict(ref.state_dict())
+    assert _inplace_modules(ref.student) == _inplace_modules(ref.teacher) == 0
+    assert _inplace_modules(d.student) > 0 and _inplace_modules(d.teacher) > 0
+    MessageHub.get_current_instance().update_info('iter', 10 ** 6)
+    data = d.data_preprocessor(batch(), True)
+    grads = []
+    for model in (d, ref):
+        model.train()
+        losses = model(**data, mode='loss')
+        total, _ = model.parse_losses(losses)
+        model.zero_grad()
+        total.backward()
+        grads.append({n: p.grad.clone() for n, p in model.student.named_parameters()
+                      if p.grad is not None})
+        grads[-1]['losses'] = torch.stack([losses[k] for k in
+                                           ('distill.loss_frs_fpn', 'distill.loss_frs_cls')])
+    assert grads[0].keys() == grads[1].keys()
+    for k in grads[0]:   # float rounding (different kernels' summation orders)
+        a, b = grads[0][k], grads[1][k]
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * b.abs().max().item()), k
+
+
+def _bn_record_cfg(ckpt, source, **overrides):
+    """FitNet on the output of ``source`` in both ResNet-18s (an inplace ReLU
+    or a residual ``+=`` follows it)."""
+    cfg = frs_distiller_cfg('retina', ckpt, **overrides)
+    cfg['recorders'] = dict(bn=dict(source=source))
+    cfg['distill_losses'] = dict(loss_fitnet=dict(
+        type='FitNetLoss', inputs=dict(s_feats='student.bn', t_feats='teacher.bn')))
+    return cfg
+
+
+def test_inplace_activation_after_a_record_is_disabled_or_refused(weights):
+    ckpt = weights(tiny_model_cfg('retina', 16))
+    # bn1's output goes through the block's inplace ReLU: 'auto' disables them
+    d = MODELS.build(_bn_record_cfg(ckpt, 'backbone.layer1.0.bn1'))
+    assert _inplace_modules(d.student) == _inplace_modules(d.teacher) == 0
+    d.train()
+    x = torch.randn(2, 3, 64, 64)
+    d._teacher_forward(x)
+    rec = d.teacher_recorder.get('bn')[0]
+    assert (rec < 0).any()                     # the pre-ReLU values, not overwritten
+    block = d.teacher.backbone.layer1[0]
+    stem = d.teacher.backbone
+    with torch.no_grad():
+        want = block.bn1(block.conv1(stem.maxpool(stem.relu(stem.bn1(stem.conv1(x))))))
+    assert torch.allclose(rec, want, atol=1e-5)
+    with pytest.raises(ValueError, match=r"Records \['bn'\] of the student.*'auto' or "
+                                         r"'disable'"):
+        MODELS.build(_bn_record_cfg(ckpt, 'backbone.layer1.0.bn1', inplace_activations='keep'))
+    # bn2's output takes the residual `out += identity`: no setting can keep it
+    with pytest.raises(ValueError, match=r'residual `\+=`.*record another module'):
+        MODELS.build(_bn_record_cfg(ckpt, 'backbone.layer1.0.bn2'))
+    with pytest.raises(ValueError, match="inplace_activations must be one of"):
+        MODELS.build(frs_distiller_cfg('retina', ckpt, inplace_activations='off'))

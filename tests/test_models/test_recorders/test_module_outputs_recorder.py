@@ -22,6 +22,7 @@ class Toy(nn.Module):
 
 def test_records_per_call_index_and_reset():
     model = Toy()
+    disable_inplace(model)   # see test_record_changed_in_place_is_refused_not_used
     rec = ModuleOutputsRecorder(model, dict(cls=dict(source='shared'),
                                             pair=dict(source='pair', index=1)))
     x = torch.randn(1, 2, 4, 4)
@@ -67,20 +68,39 @@ def test_remove_hooks():
     assert len(model.shared._forward_hooks) == 0
 
 
-def test_inplace_activation_cannot_corrupt_records():
+def test_record_changed_in_place_is_refused_not_used():
     torch.manual_seed(0)
     x = torch.randn(1, 2, 4, 4)
     model = Toy()
-    rec = ModuleOutputsRecorder(model, dict(cls=dict(source='shared')))
+    rec = ModuleOutputsRecorder(model, dict(cls=dict(source='shared'),
+                                            pair=dict(source='pair', index=1)))
     expected = model.shared(model.neck(x))
+    assert (expected < 0).any()
     with rec:
         model(x)
-    assert (rec.get('cls')[0] >= 0).all()          # the inplace ReLU overwrote it
+    # the inplace ReLU after `shared` overwrote both of its records (version counters)
+    assert rec.modified() == ['cls']
+    assert (rec._buffers['cls'][0] >= 0).all()
+    with pytest.raises(RecordError, match=r"'cls'.*changed in place.*inplace_activations"):
+        rec.get('cls')
+    assert len(rec.get('pair')) == 2          # untouched records stay readable
     assert disable_inplace(model) == 1
     with rec:
         model(x)
+    assert rec.modified() == []
     assert torch.allclose(rec.get('cls')[0], expected)
-    assert (rec.get('cls')[0] < 0).any()
+
+
+def test_make_contiguous_keeps_modified_records_refused():
+    model = nn.Sequential(nn.Conv2d(2, 2, 1), nn.ReLU(inplace=True))
+    rec = ModuleOutputsRecorder(model, dict(conv=dict(source='0')))
+    x = torch.randn(1, 2, 3, 3).contiguous(memory_format=torch.channels_last)
+    with rec:
+        model(x)
+    rec.make_contiguous()        # new tensors, but the values were already overwritten
+    assert rec.modified() == ['conv']
+    with pytest.raises(RecordError, match='changed in place'):
+        rec.get('conv')
 
 
 def test_levels_select_a_subset_and_bad_levels_fail():
