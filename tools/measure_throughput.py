@@ -37,8 +37,9 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 
 
-def build(config: str):
-    """The config's Distiller with a random teacher (saved to a temp file)."""
+def build(config: str, options=None):
+    """The config's Distiller with a random teacher (saved to a temp file);
+    ``options``: extra Distiller arguments."""
     import torch
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
@@ -56,6 +57,7 @@ def build(config: str):
         torch.save(dict(state_dict=teacher.state_dict()), ckpt)
         del teacher
         cfg.model.teacher_ckpt = ckpt
+        cfg.model.update(options or {})
         return MODELS.build(cfg.model)
 
 
@@ -100,6 +102,7 @@ def teacher_layouts(step, args) -> None:
 
 
 def main():
+    from mmengine.config import DictAction
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config', nargs='?', default='configs/frs_retina_r101_r50.py')
     p.add_argument('--device', default='cuda')
@@ -109,6 +112,8 @@ def main():
     p.add_argument('--iters', type=int, default=20)
     p.add_argument('--warmup', type=int, default=5)
     p.add_argument('--json')
+    p.add_argument('--distiller-options', nargs='+', action=DictAction, default={},
+                   help='extra Distiller arguments, e.g. inplace_activations=disable')
     p.add_argument('--teacher-layouts', action='store_true',
                    help='time only the Distiller\'s teacher forward, NCHW and channels-last '
                         'input interleaved (the teacher_channels_last option)')
@@ -120,7 +125,7 @@ def main():
 
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         sys.exit('--device cuda: no CUDA device visible to torch; use --device cpu.')
-    model = build(args.config).to(args.device)
+    model = build(args.config, args.distiller_options).to(args.device)
     head = getattr(model.student, 'bbox_head', None)
     *_, data = full_pair(args.batch, tuple(args.size),
                          num_classes=getattr(head, 'num_classes', 80))
@@ -131,6 +136,7 @@ def main():
     mean = time_steps(step, args.iters, args.warmup, samples=samples)
     res = dict(config=args.config, device=args.device, batch=list(step.inputs.shape),
                threads=torch.get_num_threads(), iters=args.iters,
+               distiller_options=args.distiller_options,
                images_per_s={k: args.batch / mean[k] for k in ('student', 'distill')},
                distill_over_student_time=mean['distill'] / mean['student'],
                **time_ratios(mean, samples))
