@@ -153,7 +153,7 @@ def test_grad_norms_reports_each_term_relative_to_the_task(setup):
 def test_compare_mmrazor_step_gives_equal_pkd_values(setup):
     tmp, ckpt, options = setup
     out = str(tmp / 'razor.json')
-    run_tool('compare_mmrazor_step.py', '--teacher-ckpt', ckpt, '--iters', '1', '--warmup', '0',
+    run_tool('compare_mmrazor_step.py', '--teacher-ckpt', ckpt, '--iters', '2', '--warmup', '0',
              '--json', out, *options)
     with open(out) as f:
         res = json.load(f)
@@ -161,6 +161,9 @@ def test_compare_mmrazor_step_gives_equal_pkd_values(setup):
     assert v['mmkd_det'] == pytest.approx(v['mmrazor'], rel=1e-5) and v['mmkd_det'] > 0
     assert res['ratio_mmkd_det_over_mmrazor'] == pytest.approx(
         res['mean_seconds']['mmkd_det'] / res['mean_seconds']['mmrazor'])
+    ours, razor = res['samples_seconds']['mmkd_det'], res['samples_seconds']['mmrazor']
+    assert res['median_per_iteration_ratio'] == pytest.approx(
+        statistics.median(a / b for a, b in zip(ours, razor)))
 
 
 def test_build_distiller_refuses_a_plain_detector_config():
@@ -168,3 +171,21 @@ def test_build_distiller_refuses_a_plain_detector_config():
     plain = osp.join(ROOT, 'configs/synthetic/retinanet_r18w32_synthetic.py')
     with pytest.raises(ValueError, match="model.type is 'RetinaNet'.*whose model is a Distiller"):
         build_distiller(plain)
+
+
+def test_measure_throughput_reports_floor_and_takes_distiller_options(tmp_path):
+    out = str(tmp_path / 'throughput.json')
+    pkd = osp.join(ROOT, 'configs/synthetic/pkd_retina_r18w48_r18w32_synthetic.py')
+    run_tool('measure_throughput.py', pkd, '--device', 'cpu', '--batch', '2', '--size', '64',
+             '64', '--iters', '2', '--warmup', '0', '--json', out,
+             '--distiller-options', 'inplace_activations=disable')
+    with open(out) as f:
+        res = json.load(f)
+    assert res['distiller_options'] == {'inplace_activations': 'disable'}
+    assert res['batch'] == [2, 3, 64, 64]
+    t = res['mean_seconds']
+    parts = t['student'] + t['teacher']
+    assert res['floor_over_student_plus_teacher'] == pytest.approx(
+        (parts + t['loss_alone']) / parts)
+    assert res['overhead_seconds'] == pytest.approx(t['distill'] - parts - t['loss_alone'])
+    assert res['images_per_s']['distill'] == pytest.approx(2 / t['distill'])
