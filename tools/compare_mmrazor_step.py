@@ -92,6 +92,8 @@ def main():
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--loss-weight', type=float, default=10.0)
     p.add_argument('--json')
+    p.add_argument('--keep-heap', action='store_true',
+                   help='keep freed memory in the process (mmkd_det.apis.keep_freed_memory)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                    help='overrides of the RetinaNet config (e.g. the data root)')
     p.add_argument('--distiller-options', nargs='+', action=DictAction, default={},
@@ -103,7 +105,7 @@ def main():
     from mmengine.registry import DefaultScope
 
     import mmkd_det  # noqa: F401
-    from mmkd_det.apis import build_loader
+    from mmkd_det.apis import build_loader, keep_freed_memory
     from mmkd_det.compat import import_mmrazor_models
     from mmkd_det.registry import MODELS
     import_mmrazor_models()
@@ -111,6 +113,8 @@ def main():
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.keep_heap and not keep_freed_memory():
+        sys.exit('--keep-heap: the C library has no mallopt (not glibc).')
     if args.pair == 'full':
         student_cfg, teacher_cfg, teacher_ckpt, data = full_pair(args.batch, tuple(args.size))
     else:
@@ -192,7 +196,7 @@ def main():
     # machine weighs on both
     paired = st.median(a / b for a, b in zip(times['mmkd_det'], times['mmrazor']))
     res = dict(pair=args.pair, threads=torch.get_num_threads(), batch=list(inputs.shape),
-               iters=args.iters,
+               iters=args.iters, keep_heap=args.keep_heap,
                pkd_value=dict(mmkd_det=check, mmrazor=r_check), mean_seconds=mean,
                ratio_mmkd_det_over_mmrazor=mean['mmkd_det'] / mean['mmrazor'],
                median_per_iteration_ratio=paired, samples_seconds=times)

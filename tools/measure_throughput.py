@@ -114,6 +114,8 @@ def main():
     p.add_argument('--json')
     p.add_argument('--distiller-options', nargs='+', action=DictAction, default={},
                    help='extra Distiller arguments, e.g. inplace_activations=disable')
+    p.add_argument('--keep-heap', action='store_true',
+                   help='keep freed memory in the process (mmkd_det.apis.keep_freed_memory)')
     p.add_argument('--teacher-layouts', action='store_true',
                    help='time only the Distiller\'s teacher forward, NCHW and channels-last '
                         'input interleaved (the teacher_channels_last option)')
@@ -121,6 +123,10 @@ def main():
     os.chdir(ROOT)
     import torch
     from compare_mmrazor_step import full_pair
+
+    from mmkd_det.apis import keep_freed_memory
+    if args.keep_heap and not keep_freed_memory():
+        sys.exit('--keep-heap: the C library has no mallopt (not glibc).')
     from measure_cost import Step, param_bytes, time_ratios, time_steps
 
     if args.device.startswith('cuda') and not torch.cuda.is_available():
@@ -136,7 +142,7 @@ def main():
     mean = time_steps(step, args.iters, args.warmup, samples=samples)
     res = dict(config=args.config, device=args.device, batch=list(step.inputs.shape),
                threads=torch.get_num_threads(), iters=args.iters,
-               distiller_options=args.distiller_options,
+               distiller_options=args.distiller_options, keep_heap=args.keep_heap,
                images_per_s={k: args.batch / mean[k] for k in ('student', 'distill')},
                distill_over_student_time=mean['distill'] / mean['student'],
                **time_ratios(mean, samples))
