@@ -144,36 +144,35 @@ class Step:
     def distill(self):
         self._backward(self.model.loss(self.inputs, self.samples, self.teacher_inputs))
 
-    def _fixed_loss_inputs(self) -> dict:
+    def _fix_loss_inputs(self) -> None:
         """Each loss's arguments on this batch, its record tensors detached (the
-        student's as leaves that take gradients), recorded once."""
+        student's as leaves that take gradients, also kept in ``_leaves``),
+        recorded once."""
         m = self.model
         m.record_step(self.inputs, self.samples, self.teacher_inputs)
-        fixed = {}
+        self._loss_inputs, self._leaves = {}, []
         for name in m.distill_losses:
             kwargs = m._loss_kwargs(name, self.samples)
             for arg, bound in m.loss_bindings[name].items():
                 if bound[0] == 'record':
                     kwargs[arg] = [t.detach().requires_grad_(bound[1] == 'student')
                                    for t in kwargs[arg]]
-            fixed[name] = kwargs
+                    if bound[1] == 'student':
+                        self._leaves += kwargs[arg]
+            self._loss_inputs[name] = kwargs
         m.student_recorder.reset()
         m.teacher_recorder.reset()
-        return fixed
 
     def loss_alone(self):
         if not hasattr(self, '_loss_inputs'):
-            self._loss_inputs = self._fixed_loss_inputs()
+            self._fix_loss_inputs()
         terms = []
         for name, loss in self.model.distill_losses.items():
             value = loss(**self._loss_inputs[name])
             terms += list(value.values()) if isinstance(value, dict) else [value]
         self.model.zero_grad(set_to_none=True)
-        for kwargs in self._loss_inputs.values():
-            for v in kwargs.values():
-                for t in (v if isinstance(v, list) else []):
-                    if isinstance(t, torch.Tensor):
-                        t.grad = None
+        for leaf in self._leaves:
+            leaf.grad = None
         torch.stack(terms).sum().backward()
 
     def param_bytes(self, phase: str) -> int:
