@@ -46,6 +46,7 @@ import json
 import os
 import os.path as osp
 import re
+import resource
 import statistics as st
 import subprocess
 import sys
@@ -182,29 +183,43 @@ class Step:
                     param_bytes(m.distill_losses))[phase]
 
 
-def time_steps(step: Step, iters: int, warmup: int, phases=TIMED, samples=None) -> dict:
+def minor_faults() -> int:
+    """Minor page faults of this process so far (first touches of fresh pages)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def time_steps(step: Step, iters: int, warmup: int, phases=TIMED, samples=None,
+               faults=None) -> dict:
     """Mean seconds of each of ``phases``, run interleaved ``warmup + iters`` times,
     the order rotated by one every iteration (CUDA is synchronised around each;
     ``masks`` is then not exact). ``samples``: a dict that receives every
-    iteration's seconds per phase."""
+    iteration's seconds per phase. ``faults``: a dict that receives each phase's
+    mean minor page faults per timed iteration; on CPU every fresh page the C
+    allocator takes from the kernel costs one (see ``keep_freed_memory``)."""
     sync = torch.cuda.synchronize if step.inputs.is_cuda else (lambda: None)
     times = {k: [] for k in tuple(phases) + ('masks', 'losses')}
+    counts = {k: [] for k in phases}
     for it in range(warmup + iters):
         shift = it % len(phases)
         for name in tuple(phases[shift:]) + tuple(phases[:shift]):
             step.mask_time = step.loss_time = 0.0
             sync()
+            faulted = minor_faults()
             start = time.perf_counter()
             getattr(step, name)()
             sync()
             elapsed = time.perf_counter() - start
+            faulted = minor_faults() - faulted
             if it >= warmup:
                 times[name].append(elapsed)
+                counts[name].append(faulted)
                 if name == 'distill':
                     times['masks'].append(step.mask_time)
                     times['losses'].append(step.loss_time)
     if samples is not None:
         samples.update({k: v for k, v in times.items() if v})
+    if faults is not None:
+        faults.update({k: st.mean(v) for k, v in counts.items() if v})
     return {k: st.mean(v) for k, v in times.items() if v}
 
 
@@ -270,10 +285,11 @@ def memory_steps(config, options, teacher_ckpt) -> dict:
 def measure(config, options, teacher_ckpt, iters, warmup, memory=True) -> dict:
     """Time and (``memory``) memory of ``config`` with ``options`` (``key=value``)."""
     step = Step.from_config(config, parse_options(options), teacher_ckpt)
-    samples = {}
-    mean = time_steps(step, iters, warmup, samples=samples)
+    samples, faults = {}, {}
+    mean = time_steps(step, iters, warmup, samples=samples, faults=faults)
     res = dict(config=config, iters=iters, threads=torch.get_num_threads(),
-               batch=list(step.inputs.shape), **time_ratios(mean, samples))
+               batch=list(step.inputs.shape), **time_ratios(mean, samples),
+               minor_page_faults=faults)
     del step
     gc.collect()
     if memory:

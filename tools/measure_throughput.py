@@ -138,14 +138,14 @@ def main():
     step = Step(model, data)
     if args.teacher_layouts:
         return teacher_layouts(step, args)
-    samples = {}
-    mean = time_steps(step, args.iters, args.warmup, samples=samples)
+    samples, faults = {}, {}
+    mean = time_steps(step, args.iters, args.warmup, samples=samples, faults=faults)
     res = dict(config=args.config, device=args.device, batch=list(step.inputs.shape),
                threads=torch.get_num_threads(), iters=args.iters,
                distiller_options=args.distiller_options, keep_heap=args.keep_heap,
                images_per_s={k: args.batch / mean[k] for k in ('student', 'distill')},
                distill_over_student_time=mean['distill'] / mean['student'],
-               **time_ratios(mean, samples))
+               **time_ratios(mean, samples), minor_page_faults=faults)
     if args.device.startswith('cuda'):
         res['device_name'] = torch.cuda.get_device_name()
         peak = {}
@@ -169,6 +169,8 @@ def main():
           f'(per-iteration median {res["paired_ratio"]["median"]:.3f}); floor with the '
           f'losses alone {res["floor_over_student_plus_teacher"]:.3f}, Distiller overhead '
           f'{res["overhead_seconds"]:.2f} s')
+    print('minor page faults per step: ' + ', '.join(f'{k} {v / 1e3:.0f}k' for k, v in
+                                                      faults.items()))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(res, f, indent=2)

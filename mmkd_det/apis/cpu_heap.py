@@ -14,12 +14,21 @@ The heap settles after a few steps (a freed block may not fit the next request
 of its size until the holes around it are there too). The price: the process's
 resident memory no longer shrinks between steps; it stays at the largest
 step's peak.
+
+Trimming is disabled outright (``M_TRIM_THRESHOLD`` = -1, which glibc reads as
+the largest ``size_t``; ``man mallopt``). The largest ``int`` (2 GiB), used
+until 2026-12-02, was not enough at full size: the end of a distillation step
+frees more than 2 GiB at the top of the heap, glibc handed it back, and the
+next step faulted it in again (KD on RetinaNet R101 -> R50: 85-520 k faults
+per distill step after warm-up, 0-72 k with -1; docs/benchmark.md).
 """
 import ctypes
 import ctypes.util
 
 #: glibc ``mallopt`` parameters (malloc.h)
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+#: ``M_TRIM_THRESHOLD`` value that disables trimming (``(size_t) -1``)
+NEVER_TRIM = -1
 
 
 def keep_freed_memory(mmap_threshold: int = 1 << 30) -> bool:
@@ -32,4 +41,4 @@ def keep_freed_memory(mmap_threshold: int = 1 << 30) -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(M_MMAP_THRESHOLD, min(int(mmap_threshold), 1 << 30))) and \
-        bool(mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1))
+        bool(mallopt(M_TRIM_THRESHOLD, NEVER_TRIM))

@@ -37,3 +37,49 @@ def test_kept_heap_reuses_freed_pages():
     assert min(faults_per_iteration('default')) > 0.9 * PAGES
     # kept: a few iterations to settle (measured: at most 5), then no new pages
     assert max(faults_per_iteration('keep')[8:]) < 0.05 * PAGES
+
+
+
+TOP_SCRIPT = '''
+import ctypes, resource, sys
+import torch
+from mmkd_det.apis import keep_freed_memory
+assert keep_freed_memory()
+libc = ctypes.CDLL('libc.so.6')
+if sys.argv[1] == 'int_max':        # the trim threshold used before 2026-12-02
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    assert libc.mallopt(-1, 2 ** 31 - 1)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+size, out = 720 << 20, []
+for _ in range(4):                  # 3 blocks below the mmap threshold, from the heap's top
+    start = faults()
+    blocks = [libc.malloc(size) for _ in range(3)]
+    for b in blocks:
+        libc.memset(b, 1, size)
+    for b in blocks:                # freed, they leave 2.1 GiB free at the top
+        libc.free(b)
+    out.append(faults() - start)
+print(*out)
+'''
+PAGES_TOP = 3 * (720 << 20) // 4096
+
+
+def top_faults(mode: str):
+    proc = subprocess.run([sys.executable, '-c', TOP_SCRIPT, mode], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return [int(x) for x in proc.stdout.split()]
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='glibc and getrusage faults')
+def test_kept_heap_is_not_trimmed_above_2_gib():
+    # a trim threshold of 2 GiB (the largest int) hands the 2.1 GiB back on every
+    # free, and every iteration faults all of it in again
+    assert min(top_faults('int_max')) > 0.9 * PAGES_TOP
+    # keep_freed_memory never trims: only the first iteration takes fresh pages
+    kept = top_faults('keep')
+    assert kept[0] > 0.9 * PAGES_TOP
+    assert max(kept[1:]) < 0.05 * PAGES_TOP

@@ -189,3 +189,33 @@ def test_measure_throughput_reports_floor_and_takes_distiller_options(tmp_path):
         (parts + t['loss_alone']) / parts)
     assert res['overhead_seconds'] == pytest.approx(t['distill'] - parts - t['loss_alone'])
     assert res['images_per_s']['distill'] == pytest.approx(2 / t['distill'])
+    assert set(res['minor_page_faults']) == {'student', 'teacher', 'distill', 'loss_alone'}
+
+
+FAULT_SCRIPT = '''
+import sys, torch
+sys.path.insert(0, "tools")
+from measure_cost import time_steps
+
+class Fake:                         # two phases: one touches 64 MiB of fresh pages, one nothing
+    inputs = torch.zeros(1)
+    def touch(self):
+        torch.ones(2 ** 24).sum()   # above glibc's mmap threshold: unmapped again on free
+    def idle(self):
+        pass
+
+faults = {}
+time_steps(Fake(), iters=3, warmup=1, phases=('touch', 'idle'), faults=faults)
+print(faults['touch'], faults['idle'])
+'''
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='getrusage page faults')
+def test_time_steps_counts_each_phases_page_faults():
+    proc = subprocess.run([sys.executable, '-c', FAULT_SCRIPT], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    touch, idle = map(float, proc.stdout.split())
+    pages = 2 ** 26 // 4096
+    assert touch > 0.9 * pages      # every fresh page of the tensor faults once
+    assert idle < 0.05 * pages
