@@ -1,5 +1,12 @@
 """keep_freed_memory: once the heap has settled, a freed 64 MiB tensor's pages
-are reused by the next one, where glibc's defaults fault all of them in again."""
+are reused by the next one, where glibc's defaults fault all of them in again.
+
+An iteration of a kept heap may still take fresh pages now and then: a small
+allocation (the interpreter's, a torch thread's) can land in the freed hole, and
+the next big block then extends the heap instead (CI measured one such iteration
+in 8 on 2026-12-02). The tests therefore count the iterations that reuse the
+freed pages instead of asserting that every one does; glibc's defaults and the
+old 2 GiB trim threshold reuse in none."""
 import os.path as osp
 import subprocess
 import sys
@@ -14,13 +21,18 @@ if sys.argv[1] == 'keep':
     assert keep_freed_memory()
 faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 out = []
-for _ in range(16):                 # a 64 MiB tensor made, touched and freed, as in a loop
+for _ in range(24):                 # a 64 MiB tensor made, touched and freed, as in a loop
     start = faults()
     torch.ones(2 ** 24).sum()
     out.append(faults() - start)
 print(*out)
 '''
 PAGES = 2 ** 26 // 4096            # the tensor's pages
+
+
+def reusing(faults, pages):
+    """How many iterations took fewer than 5 % of ``pages`` as fresh pages."""
+    return sum(f < 0.05 * pages for f in faults)
 
 
 def faults_per_iteration(mode: str, script: str = SCRIPT):
@@ -36,8 +48,9 @@ def test_kept_heap_reuses_freed_pages():
     # defaults: the block is above glibc's mmap threshold, unmapped on free, and
     # every iteration faults all its pages in again
     assert min(faults_per_iteration('default')) > 0.9 * PAGES
-    # kept: a few iterations to settle (measured: at most 5), then no new pages
-    assert max(faults_per_iteration('keep')[8:]) < 0.05 * PAGES
+    # kept: a few iterations to settle (measured: at most 5), then (nearly) all of
+    # the remaining 16 reuse the freed pages
+    assert reusing(faults_per_iteration('keep')[8:], PAGES) >= 13
 
 
 TOP_SCRIPT = '''
@@ -55,7 +68,7 @@ libc.free.argtypes = [ctypes.c_void_p]
 libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
 faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 size, out = 720 << 20, []
-for _ in range(4):                  # 3 blocks below the mmap threshold, from the heap's top
+for _ in range(6):                  # 3 blocks below the mmap threshold, from the heap's top
     start = faults()
     blocks = [libc.malloc(size) for _ in range(3)]
     for b in blocks:
@@ -76,4 +89,4 @@ def test_kept_heap_is_not_trimmed_above_2_gib():
     # keep_freed_memory never trims: only the first iteration takes fresh pages
     kept = faults_per_iteration('keep', TOP_SCRIPT)
     assert kept[0] > 0.9 * PAGES_TOP
-    assert max(kept[1:]) < 0.05 * PAGES_TOP
+    assert reusing(kept[1:], PAGES_TOP) >= 4
