@@ -20,7 +20,10 @@ means, and the median over iterations of the same ratio per iteration (each
 iteration's three steps run back to back, so a slow spell of the machine
 weighs on both sides). ``floor = (student + teacher + loss_alone) / (student
 + teacher)`` is the ratio with no Distiller overhead at all;
-``overhead = distill - student - teacher - loss_alone``.
+``overhead = distill - student - teacher - loss_alone``. Inside the student,
+teacher and distill steps the teacher forward, the student's forward (its
+``loss``) and the backward are timed too (``parts_seconds``): they say which
+part of the distill step is slower than the same part run alone.
 
 Memory: each step runs in its own child process (``--phase``). The child
 builds the Distiller, runs the step once, frees the gradients, trims the heap
@@ -51,6 +54,7 @@ import statistics as st
 import subprocess
 import sys
 import time
+from typing import Optional
 
 import torch
 
@@ -91,9 +95,16 @@ def param_bytes(module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters()) if module else 0
 
 
+#: parts of a step timed inside it (``time_steps(parts=...)``): the teacher
+#: forward the Distiller runs, the student's ``loss`` (forward and task losses),
+#: and the backward (``parse_losses``, ``zero_grad`` and ``backward``)
+PARTS = ('teacher_forward', 'student_forward', 'backward')
+
+
 class Step:
     """The three steps of a Distiller on one fixed training batch (``data``, as a
-    dataloader yields it)."""
+    dataloader yields it). ``part_time`` collects the seconds of the masks and of
+    :data:`PARTS` spent since it was last emptied."""
 
     def __init__(self, model, data):
         model.train()
@@ -101,12 +112,15 @@ class Step:
         batch = model.data_preprocessor(data, True)
         self.inputs, self.samples = batch['inputs'], batch['data_samples']
         self.teacher_inputs = batch.get('teacher_inputs')
-        self.mask_time = self.loss_time = 0.0
+        self.loss_time, self.part_time = 0.0, {}
         for loss in model.distill_losses.values():
             if hasattr(loss, 'masks'):
-                loss.masks = self._timed(loss.masks)
+                loss.masks = self._timed(loss.masks, 'masks')
             loss.register_forward_pre_hook(self._loss_start)
             loss.register_forward_hook(self._loss_end)
+        # instance attributes shadow the methods: the Distiller's own calls are timed
+        model._teacher_forward = self._timed(model._teacher_forward, 'teacher_forward')
+        model.student.loss = self._timed(model.student.loss, 'student_forward')
 
     def _loss_start(self, *_):
         self._loss_started = time.perf_counter()
@@ -121,15 +135,19 @@ class Step:
         cfg, model = build_distiller(config, cfg_options, teacher_ckpt)
         return cls(model, next(iter(build_loader(cfg.train_dataloader))))
 
-    def _timed(self, fn):
+    def _timed(self, fn, part: str):
+        """``fn``, its seconds added to ``part_time[part]``."""
         def wrapper(*a, **k):
             start = time.perf_counter()
             out = fn(*a, **k)
-            self.mask_time += time.perf_counter() - start
+            self.part_time[part] = self.part_time.get(part, 0.0) + time.perf_counter() - start
             return out
         return wrapper
 
     def _backward(self, losses):
+        self._timed(self._backward_only, 'backward')(losses)
+
+    def _backward_only(self, losses):
         total, _ = self.model.parse_losses(losses)
         self.model.zero_grad(set_to_none=True)
         total.backward()
@@ -189,20 +207,24 @@ def minor_faults() -> int:
 
 
 def time_steps(step: Step, iters: int, warmup: int, phases=TIMED, samples=None,
-               faults=None) -> dict:
+               faults=None, parts=None) -> dict:
     """Mean seconds of each of ``phases``, run interleaved ``warmup + iters`` times,
     the order rotated by one every iteration (CUDA is synchronised around each;
     ``masks`` is then not exact). ``samples``: a dict that receives every
     iteration's seconds per phase. ``faults``: a dict that receives each phase's
     mean minor page faults per timed iteration; on CPU every fresh page the C
-    allocator takes from the kernel costs one (see ``keep_freed_memory``)."""
+    allocator takes from the kernel costs one (see ``keep_freed_memory``).
+    ``parts``: a dict that receives, as ``'<phase>.<part>'``, every timed
+    iteration's seconds of each of :data:`PARTS` inside the student, teacher and
+    distill phases (on CUDA without synchronisation inside the step: launch
+    times, not kernel times)."""
     sync = torch.cuda.synchronize if step.inputs.is_cuda else (lambda: None)
     times = {k: [] for k in tuple(phases) + ('masks', 'losses')}
     counts = {k: [] for k in phases}
     for it in range(warmup + iters):
         shift = it % len(phases)
         for name in tuple(phases[shift:]) + tuple(phases[:shift]):
-            step.mask_time = step.loss_time = 0.0
+            step.loss_time, step.part_time = 0.0, {}
             sync()
             faulted = minor_faults()
             start = time.perf_counter()
@@ -214,8 +236,13 @@ def time_steps(step: Step, iters: int, warmup: int, phases=TIMED, samples=None,
                 times[name].append(elapsed)
                 counts[name].append(faulted)
                 if name == 'distill':
-                    times['masks'].append(step.mask_time)
+                    times['masks'].append(step.part_time.get('masks', 0.0))
                     times['losses'].append(step.loss_time)
+                if parts is not None and name in ('student', 'teacher', 'distill'):
+                    for part in PARTS:
+                        if part in step.part_time:
+                            parts.setdefault(f'{name}.{part}', []).append(
+                                step.part_time[part])
     if samples is not None:
         samples.update({k: v for k, v in times.items() if v})
     if faults is not None:
@@ -223,16 +250,31 @@ def time_steps(step: Step, iters: int, warmup: int, phases=TIMED, samples=None,
     return {k: st.mean(v) for k, v in times.items() if v}
 
 
-def time_ratios(mean: dict, samples: dict) -> dict:
-    """The time figures of :func:`time_steps`' means and samples (module doc)."""
+def time_ratios(mean: dict, samples: dict, parts_samples: Optional[dict] = None) -> dict:
+    """The time figures of :func:`time_steps`' means and samples (module doc);
+    with ``parts_samples`` (its ``parts``) also their means as ``parts_seconds``."""
     parts = mean['student'] + mean['teacher']
-    return dict(mean_seconds=mean,
+    extra = dict(parts_seconds={k: st.mean(v) for k, v in parts_samples.items()}) \
+        if parts_samples else {}
+    return dict(mean_seconds=mean, **extra,
                 distill_over_student_plus_teacher=mean['distill'] / parts,
                 paired_ratio=paired_ratio(samples),
                 floor_over_student_plus_teacher=(parts + mean['loss_alone']) / parts,
                 overhead_seconds=mean['distill'] - parts - mean['loss_alone'],
                 masks_share_of_distill_step=mean['masks'] / mean['distill'],
                 samples_seconds=samples)
+
+
+def parts_line(res: dict) -> str:
+    """Each part's mean seconds inside the distill step against the step that
+    runs it alone ('' without ``parts_seconds``)."""
+    p = res.get('parts_seconds')
+    if not p:
+        return ''
+    alone = dict(teacher_forward='teacher', student_forward='student', backward='student')
+    return 'inside distill (alone): ' + ', '.join(
+        f'{part} {p[f"distill.{part}"]:.3f} s ({p[f"{alone[part]}.{part}"]:.3f})'
+        for part in PARTS if f'distill.{part}' in p and f'{alone[part]}.{part}' in p)
 
 
 def paired_ratio(samples: dict) -> dict:
@@ -285,10 +327,10 @@ def memory_steps(config, options, teacher_ckpt) -> dict:
 def measure(config, options, teacher_ckpt, iters, warmup, memory=True) -> dict:
     """Time and (``memory``) memory of ``config`` with ``options`` (``key=value``)."""
     step = Step.from_config(config, parse_options(options), teacher_ckpt)
-    samples, faults = {}, {}
-    mean = time_steps(step, iters, warmup, samples=samples, faults=faults)
+    samples, faults, parts = {}, {}, {}
+    mean = time_steps(step, iters, warmup, samples=samples, faults=faults, parts=parts)
     res = dict(config=config, iters=iters, threads=torch.get_num_threads(),
-               batch=list(step.inputs.shape), **time_ratios(mean, samples),
+               batch=list(step.inputs.shape), **time_ratios(mean, samples, parts),
                minor_page_faults=faults)
     del step
     gc.collect()
@@ -316,6 +358,8 @@ def summary(res: dict) -> str:
                  f'{res["floor_over_student_plus_teacher"]:.3f}; Distiller overhead '
                  f'{1000 * res["overhead_seconds"]:.1f} ms')
     lines.append(f'masks / distill step = {100 * res["masks_share_of_distill_step"]:.1f} %')
+    if parts_line(res):
+        lines.append(parts_line(res))
     if 'memory_total_bytes' in res:
         m = res['memory_total_bytes']
         lines += [f'{k:>8}: {v / 2**20:8.1f} MiB (params '

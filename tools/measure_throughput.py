@@ -127,7 +127,7 @@ def main():
     from mmkd_det.apis import keep_freed_memory
     if args.keep_heap and not keep_freed_memory():
         sys.exit('--keep-heap: the C library has no mallopt (not glibc).')
-    from measure_cost import Step, param_bytes, time_ratios, time_steps
+    from measure_cost import Step, param_bytes, parts_line, time_ratios, time_steps
 
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         sys.exit('--device cuda: no CUDA device visible to torch; use --device cpu.')
@@ -138,14 +138,15 @@ def main():
     step = Step(model, data)
     if args.teacher_layouts:
         return teacher_layouts(step, args)
-    samples, faults = {}, {}
-    mean = time_steps(step, args.iters, args.warmup, samples=samples, faults=faults)
+    samples, faults, parts = {}, {}, {}
+    mean = time_steps(step, args.iters, args.warmup, samples=samples, faults=faults,
+                      parts=parts)
     res = dict(config=args.config, device=args.device, batch=list(step.inputs.shape),
                threads=torch.get_num_threads(), iters=args.iters,
                distiller_options=args.distiller_options, keep_heap=args.keep_heap,
                images_per_s={k: args.batch / mean[k] for k in ('student', 'distill')},
                distill_over_student_time=mean['distill'] / mean['student'],
-               **time_ratios(mean, samples), minor_page_faults=faults)
+               **time_ratios(mean, samples, parts), minor_page_faults=faults)
     if args.device.startswith('cuda'):
         res['device_name'] = torch.cuda.get_device_name()
         peak = {}
@@ -169,6 +170,7 @@ def main():
           f'(per-iteration median {res["paired_ratio"]["median"]:.3f}); floor with the '
           f'losses alone {res["floor_over_student_plus_teacher"]:.3f}, Distiller overhead '
           f'{res["overhead_seconds"]:.2f} s')
+    print(parts_line(res))
     print('minor page faults per step: ' + ', '.join(f'{k} {v / 1e3:.0f}k' for k, v in
                                                       faults.items()))
     if args.json:

@@ -219,3 +219,25 @@ def test_time_steps_counts_each_phases_page_faults():
     pages = 2 ** 26 // 4096
     assert touch > 0.9 * pages      # every fresh page of the tensor faults once
     assert idle < 0.05 * pages
+
+
+def test_time_steps_times_the_parts_inside_each_step(setup):
+    """The parts are timed inside their steps: each iteration's parts of a step sum
+    to at most that step, the distill step has all three, and the plain student
+    step has no teacher forward."""
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    from measure_cost import PARTS, Step, parse_options, parts_line, time_ratios, time_steps
+    _, ckpt, options = setup
+    step = Step.from_config(CONFIG, parse_options(options[1:]), ckpt)
+    samples, parts = {}, {}
+    mean = time_steps(step, iters=2, warmup=1, samples=samples, parts=parts)
+    assert set(parts) == {'student.student_forward', 'student.backward',
+                          'teacher.teacher_forward', *(f'distill.{p}' for p in PARTS)}
+    for phase in ('student', 'teacher', 'distill'):
+        inside = [k for k in parts if k.startswith(phase + '.')]
+        for i, total in enumerate(samples[phase]):
+            assert 0 < sum(parts[k][i] for k in inside) <= total
+    res = time_ratios(mean, samples, parts)
+    assert res['parts_seconds']['distill.backward'] == statistics.mean(parts['distill.backward'])
+    line = parts_line(res)
+    assert line.startswith('inside distill (alone): teacher_forward') and line.count(' s (') == 3
