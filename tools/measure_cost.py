@@ -103,8 +103,8 @@ PARTS = ('teacher_forward', 'student_forward', 'backward')
 
 class Step:
     """The three steps of a Distiller on one fixed training batch (``data``, as a
-    dataloader yields it). ``part_time`` collects the seconds of the masks and of
-    :data:`PARTS` spent since it was last emptied."""
+    dataloader yields it). ``part_time`` collects the seconds of the losses'
+    forwards, their masks and :data:`PARTS` spent since it was last emptied."""
 
     def __init__(self, model, data):
         model.train()
@@ -112,21 +112,14 @@ class Step:
         batch = model.data_preprocessor(data, True)
         self.inputs, self.samples = batch['inputs'], batch['data_samples']
         self.teacher_inputs = batch.get('teacher_inputs')
-        self.loss_time, self.part_time = 0.0, {}
+        self.part_time = {}
+        # instance attributes shadow the methods: the Distiller's own calls are timed
         for loss in model.distill_losses.values():
             if hasattr(loss, 'masks'):
                 loss.masks = self._timed(loss.masks, 'masks')
-            loss.register_forward_pre_hook(self._loss_start)
-            loss.register_forward_hook(self._loss_end)
-        # instance attributes shadow the methods: the Distiller's own calls are timed
+            loss.forward = self._timed(loss.forward, 'losses')
         model._teacher_forward = self._timed(model._teacher_forward, 'teacher_forward')
         model.student.loss = self._timed(model.student.loss, 'student_forward')
-
-    def _loss_start(self, *_):
-        self._loss_started = time.perf_counter()
-
-    def _loss_end(self, *_):
-        self.loss_time += time.perf_counter() - self._loss_started
 
     @classmethod
     def from_config(cls, config, cfg_options, teacher_ckpt) -> 'Step':
@@ -224,7 +217,7 @@ def time_steps(step: Step, iters: int, warmup: int, phases=TIMED, samples=None,
     for it in range(warmup + iters):
         shift = it % len(phases)
         for name in tuple(phases[shift:]) + tuple(phases[:shift]):
-            step.loss_time, step.part_time = 0.0, {}
+            step.part_time = {}
             sync()
             faulted = minor_faults()
             start = time.perf_counter()
@@ -237,7 +230,7 @@ def time_steps(step: Step, iters: int, warmup: int, phases=TIMED, samples=None,
                 counts[name].append(faulted)
                 if name == 'distill':
                     times['masks'].append(step.part_time.get('masks', 0.0))
-                    times['losses'].append(step.loss_time)
+                    times['losses'].append(step.part_time.get('losses', 0.0))
                 if parts is not None and name in ('student', 'teacher', 'distill'):
                     for part in PARTS:
                         if part in step.part_time:

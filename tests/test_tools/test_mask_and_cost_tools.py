@@ -61,6 +61,7 @@ def test_measure_cost_reports_mask_share(setup):
     t = res['mean_seconds']
     assert res['batch'][0] == 2
     assert 0 < t['masks'] < t['distill']
+    assert t['masks'] <= t['losses'] < t['distill']   # TID builds its masks in its forward
     assert res['masks_share_of_distill_step'] == pytest.approx(t['masks'] / t['distill'])
     assert res['distill_over_student_plus_teacher'] == pytest.approx(
         t['distill'] / (t['student'] + t['teacher']))
