@@ -120,6 +120,7 @@ class Step:
             loss.forward = self._timed(loss.forward, 'losses')
         model._teacher_forward = self._timed(model._teacher_forward, 'teacher_forward')
         model.student.loss = self._timed(model.student.loss, 'student_forward')
+        self._backward = self._timed(self._backward_only, 'backward')
 
     @classmethod
     def from_config(cls, config, cfg_options, teacher_ckpt) -> 'Step':
@@ -136,9 +137,6 @@ class Step:
             self.part_time[part] = self.part_time.get(part, 0.0) + time.perf_counter() - start
             return out
         return wrapper
-
-    def _backward(self, losses):
-        self._timed(self._backward_only, 'backward')(losses)
 
     def _backward_only(self, losses):
         total, _ = self.model.parse_losses(losses)
@@ -351,8 +349,9 @@ def summary(res: dict) -> str:
                  f'{res["floor_over_student_plus_teacher"]:.3f}; Distiller overhead '
                  f'{1000 * res["overhead_seconds"]:.1f} ms')
     lines.append(f'masks / distill step = {100 * res["masks_share_of_distill_step"]:.1f} %')
-    if parts_line(res):
-        lines.append(parts_line(res))
+    parts = parts_line(res)
+    if parts:
+        lines.append(parts)
     if 'memory_total_bytes' in res:
         m = res['memory_total_bytes']
         lines += [f'{k:>8}: {v / 2**20:8.1f} MiB (params '
