@@ -36,9 +36,9 @@ def test_config_parses_and_models_resolve(path, monkeypatch):
 
 
 def test_coco_config_builds_with_a_local_teacher(tmp_path, monkeypatch):
-    """configs/frs_retina_r101_r50.py builds R101 -> R50 (weights from a local file)."""
+    """configs/frs/frs_retina_r101_r50.py builds R101 -> R50 (weights from a local file)."""
     monkeypatch.chdir(ROOT)
-    cfg = Config.fromfile(osp.join(ROOT, 'configs/frs_retina_r101_r50.py'))
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/frs/frs_retina_r101_r50.py'))
     teacher = MODELS.build(load_model_cfg(cfg.model.teacher, 'teacher'))
     ckpt = str(tmp_path / 'r101.pth')
     torch.save(dict(state_dict=teacher.state_dict()), ckpt)
@@ -53,13 +53,13 @@ def test_coco_config_builds_with_a_local_teacher(tmp_path, monkeypatch):
 def test_train_without_coco_fails_clearly(tmp_path):
     proc = subprocess.run(
         [sys.executable, osp.join(ROOT, 'tools/train.py'),
-         osp.join(ROOT, 'configs/frs_retina_r101_r50.py'), '--work-dir', str(tmp_path)],
+         osp.join(ROOT, 'configs/frs/frs_retina_r101_r50.py'), '--work-dir', str(tmp_path)],
         cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert 'Dataset files not found' in proc.stderr and 'data/coco/' in proc.stderr
 
 
-@pytest.mark.parametrize('config', ['configs/tid_gfl_r101_r50.py', 'configs/tid_atss_r101_r50.py'])
+@pytest.mark.parametrize('config', ['configs/tid/tid_gfl_r101_r50.py', 'configs/tid/tid_atss_r101_r50.py'])
 def test_tid_coco_config_runs_one_loss_step(config, tmp_path, monkeypatch):
     """The paper's GFL/ATSS pairs build at full width (R101 -> R50, local teacher
     weights) and give a finite TID loss with their ATSS assigners on a small batch."""
@@ -105,10 +105,10 @@ def _samples(size: int, with_masks: bool = False) -> list:
     return samples
 
 
-@pytest.mark.parametrize('config', ['configs/skd_faster_rcnn_r101_r50.py',
-                                    'configs/skd_faster_rcnn_r101_r50_backbone.py',
-                                    'configs/skd_retina_r101_r50.py',
-                                    'configs/skd_mask_rcnn_r101_r50.py'])
+@pytest.mark.parametrize('config', ['configs/skd/skd_faster_rcnn_r101_r50.py',
+                                    'configs/skd/skd_faster_rcnn_r101_r50_backbone.py',
+                                    'configs/skd/skd_retina_r101_r50.py',
+                                    'configs/skd/skd_mask_rcnn_r101_r50.py'])
 def test_skd_coco_config_runs_one_loss_step(config, tmp_path, monkeypatch):
     """Structured-KD COCO pairs build at full width (R101 -> R50, local teacher
     weights), with the paper's schedule, and give finite AT/AM/NLD terms and
@@ -134,16 +134,16 @@ def test_skd_coco_config_runs_one_loss_step(config, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize('config,loss', [
-    ('configs/pkd_retina_r101_r50.py', 'loss_pkd'),
-    ('configs/cwd_faster_rcnn_r101_r50.py', 'loss_cwd'),
-    ('configs/mgd_retina_r101_r50_inherit.py', 'loss_mgd'),
-    ('configs/ld_gfl_r101_r50.py', 'loss_ld'),
-    ('configs/kd_retina_r101_r50.py', 'loss_kd'),
-    ('configs/fitnet_retina_r101_r50.py', 'loss_fitnet'),
-    ('configs/fgfi_faster_rcnn_r101_r50.py', 'loss_fgfi'),
-    ('configs/defeat_faster_rcnn_r101_r50.py', 'loss_defeat.loss_fg'),
-    ('configs/fgd_faster_rcnn_r101_r50.py', 'loss_fgd.loss_fg'),
-    ('configs/fgd_retina_r101_r50_inherit.py', 'loss_fgd.loss_rel')])
+    ('configs/pkd/pkd_retina_r101_r50.py', 'loss_pkd'),
+    ('configs/cwd/cwd_faster_rcnn_r101_r50.py', 'loss_cwd'),
+    ('configs/mgd/mgd_retina_r101_r50_inherit.py', 'loss_mgd'),
+    ('configs/ld/ld_gfl_r101_r50.py', 'loss_ld'),
+    ('configs/kd/kd_retina_r101_r50.py', 'loss_kd'),
+    ('configs/fitnet/fitnet_retina_r101_r50.py', 'loss_fitnet'),
+    ('configs/fgfi/fgfi_faster_rcnn_r101_r50.py', 'loss_fgfi'),
+    ('configs/defeat/defeat_faster_rcnn_r101_r50.py', 'loss_defeat.loss_fg'),
+    ('configs/fgd/fgd_faster_rcnn_r101_r50.py', 'loss_fgd.loss_fg'),
+    ('configs/fgd/fgd_retina_r101_r50_inherit.py', 'loss_fgd.loss_rel')])
 def test_review_method_coco_configs_run_one_loss_step(config, loss, tmp_path, monkeypatch):
     """The review's methods build at full R101 -> R50 width and give a finite loss;
     PKD keeps the first four levels; MGD's inherit variant starts from the teacher."""

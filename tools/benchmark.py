@@ -108,19 +108,19 @@ RUNS = {
     # COCO 2017 (data/coco/; 24 epochs on 8 GPUs each): the student baseline and the
     # RetinaNet R101 -> R50 configs, teachers from their configs' model-zoo URLs
     # unless --teacher-ckpt is given
-    'COCO student': ('configs/retinanet_r50_fpn_2x_coco.py', []),
+    'COCO student': ('configs/retinanet/retinanet_r50_fpn_2x_coco.py', []),
     **{f'COCO {m}': (f'configs/{f}_retina_r101_r50.py', []) for m, f in (
         ('FRS', 'frs'), ('TID', 'tid'), ('SKD', 'skd'), ('FitNet', 'fitnet'), ('FGFI', 'fgfi'),
         ('DeFeat', 'defeat'), ('FGD', 'fgd'), ('MGD', 'mgd'), ('PKD', 'pkd'), ('CWD', 'cwd'),
         ('KD', 'kd'))},
     # Pascal VOC: the synthetic data's VOC layout (VOCDataset, VOCMetric; teacher as
     # for the COCO layout) and VOC 07+12 itself (data/VOCdevkit/; teacher from
-    # configs/retinanet_r101_fpn_1x_voc0712.py unless --teacher-ckpt is given)
+    # configs/retinanet/retinanet_r101_fpn_1x_voc0712.py unless --teacher-ckpt is given)
     'SynVOC student': (SYN + 'retinanet_r18w32_synthetic_voc.py', []),
     'SynVOC FRS': (SYN + 'frs_retina_r18w48_r18w32_synthetic_voc.py', []),
     'SynVOC TID': (SYN + 'tid_retina_r18w48_r18w32_synthetic_voc.py', []),
-    'VOC student': ('configs/retinanet_r50_fpn_1x_voc0712.py', []),
-    'VOC FRS': ('configs/frs_retina_r101_r50_voc.py', []),
+    'VOC student': ('configs/retinanet/retinanet_r50_fpn_1x_voc0712.py', []),
+    'VOC FRS': ('configs/frs/frs_retina_r101_r50_voc.py', []),
     'MaskRCNN teacher': (SYN + 'mask_rcnn_r18w48_synthetic.py', []),
     'MaskRCNN student': (SYN + 'mask_rcnn_r18w32_synthetic.py', []),
     'MaskRCNN SKD': (SYN + 'skd_mask_rcnn_r18w48_r18w32_synthetic.py', []),

@@ -30,7 +30,7 @@ import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
-TEACHER = 'configs/synthetic/retinanet_r18w48_synthetic.py'
+TEACHER = 'configs/retinanet/retinanet_r18w48_synthetic.py'
 FULL = dict(student='mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
             teacher='mmdet::retinanet/retinanet_r101_fpn_1x_coco.py')
 

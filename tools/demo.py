@@ -19,10 +19,10 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 RUNS = [  # name, config, needs teacher
-    ('teacher', 'configs/synthetic/retinanet_r18w48_synthetic.py', False),
-    ('student', 'configs/synthetic/retinanet_r18w32_synthetic.py', False),
-    ('student + FRS', 'configs/synthetic/frs_retina_r18w48_r18w32_synthetic.py', True),
-    ('student + TID', 'configs/synthetic/tid_retina_r18w48_r18w32_synthetic.py', True),
+    ('teacher', 'configs/retinanet/retinanet_r18w48_synthetic.py', False),
+    ('student', 'configs/retinanet/retinanet_r18w32_synthetic.py', False),
+    ('student + FRS', 'configs/frs/frs_retina_r18w48_r18w32_synthetic.py', True),
+    ('student + TID', 'configs/tid/tid_retina_r18w48_r18w32_synthetic.py', True),
 ]
 METRICS = ['bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s', 'bbox_mAP_m', 'bbox_mAP_l']
 #: the box metric each evaluator logs: CocoMetric's mAP, VOCMetric's AP at IoU 0.5

@@ -6,7 +6,7 @@ magnitude in value); this prints, per batch, the value of the task loss and of
 every distillation term and the norm of its gradient on the student's trainable
 parameters, so loss weights can be compared with the task loss directly.
 
-    python tools/grad_norms.py configs/synthetic/skd_retina_r18w48_r18w32_synthetic.py \
+    python tools/grad_norms.py configs/skd/skd_retina_r18w48_r18w32_synthetic.py \
         --teacher-ckpt work_dirs/demo/teacher/epoch_10.pth \
         --checkpoint work_dirs/benchmark/SKD/seed0/epoch_5.pth --batches 3
 """

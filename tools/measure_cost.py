@@ -36,7 +36,7 @@ above the state before it (activations, gradients, workspace), what
 ``distill / (student + teacher)`` (target <= 1.10); the activations-only
 ratio is reported too.
 
-    python tools/measure_cost.py configs/synthetic/tid_retina_r18w48_r18w32_synthetic.py \
+    python tools/measure_cost.py configs/tid/tid_retina_r18w48_r18w32_synthetic.py \
         --teacher-ckpt work_dirs/demo/teacher/epoch_10.pth
     # every distillation run of a benchmark preset, one table
     python tools/measure_cost.py --preset review --teacher-ckpt work_dirs/demo/teacher/epoch_10.pth \

@@ -1,6 +1,6 @@
 """Images/s and peak memory of a full-size training step: plain student vs distilled.
 
-Builds a COCO Distiller config (default ``configs/frs_retina_r101_r50.py``:
+Builds a COCO Distiller config (default ``configs/frs/frs_retina_r101_r50.py``:
 RetinaNet R101 teacher -> R50 student) with random weights (the teacher's are
 saved once to a temporary file; nothing is downloaded) and, on a batch of
 ``--batch`` random 1333x800 images with 7 random boxes each (the batch of
@@ -19,10 +19,10 @@ and the losses' weights, which stay allocated but a plain student run would
 not hold. Random weights do not change the work.
 
     python tools/measure_throughput.py --device cuda            # the GPU check of issue 6
-    python tools/measure_throughput.py configs/pkd_retina_r101_r50.py --device cuda
+    python tools/measure_throughput.py configs/pkd/pkd_retina_r101_r50.py --device cuda
     # the teacher forward alone, NCHW against channels-last (teacher_channels_last)
     python tools/measure_throughput.py --device cpu --teacher-layouts --iters 6 --warmup 1
-    python tools/measure_throughput.py configs/synthetic/pkd_retina_r18w48_r18w32_synthetic.py \
+    python tools/measure_throughput.py configs/pkd/pkd_retina_r18w48_r18w32_synthetic.py \
         --device cpu --teacher-layouts --batch 8 --size 128 128 --iters 40
 """
 import argparse
@@ -104,7 +104,7 @@ def teacher_layouts(step, args) -> None:
 def main():
     from mmengine.config import DictAction
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('config', nargs='?', default='configs/frs_retina_r101_r50.py')
+    p.add_argument('config', nargs='?', default='configs/frs/frs_retina_r101_r50.py')
     p.add_argument('--device', default='cuda')
     p.add_argument('--batch', type=int, default=2)
     p.add_argument('--size', type=int, nargs=2, default=[800, 1333], metavar=('H', 'W'),

@@ -7,7 +7,7 @@ weak areas, information value, final M; FRS: feature richness), saves one PNG
 per image and loss: rows = maps, columns = FPN levels (finest left, as the
 TID paper's Fig. 4), each map upsampled and overlaid on the image.
 
-    python tools/visualize_masks.py configs/synthetic/tid_retina_r18w48_r18w32_synthetic.py \
+    python tools/visualize_masks.py configs/tid/tid_retina_r18w48_r18w32_synthetic.py \
         --teacher-ckpt work_dirs/demo/teacher/epoch_10.pth \
         --student-ckpt work_dirs/benchmark/TID/seed0/epoch_5.pth --out docs/images/tid
 """

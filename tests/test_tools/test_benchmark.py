@@ -154,8 +154,8 @@ def test_eval_history_reads_every_evaluation(tmp_path):
 def test_every_run_config_exists_and_coco_runs_keep_their_teacher(tmp_path, monkeypatch):
     for name, (cfg, _) in benchmark.RUNS.items():
         assert '::' in cfg or osp.isfile(osp.join(ROOT, cfg)), name
-    assert not benchmark.needs_teacher('configs/retinanet_r50_fpn_2x_coco.py')
-    assert benchmark.needs_teacher('configs/frs_retina_r101_r50.py')
+    assert not benchmark.needs_teacher('configs/retinanet/retinanet_r50_fpn_2x_coco.py')
+    assert benchmark.needs_teacher('configs/frs/frs_retina_r101_r50.py')
     commands = []
 
     class Failed:
@@ -170,7 +170,7 @@ def test_every_run_config_exists_and_coco_runs_keep_their_teacher(tmp_path, monk
             benchmark.train_one('COCO FRS', 0, str(tmp_path), ckpt, 1)
         except RuntimeError as err:
             assert 'COCO FRS seed 0 failed' in str(err)
-    assert commands[0][2] == 'configs/frs_retina_r101_r50.py'
+    assert commands[0][2] == 'configs/frs/frs_retina_r101_r50.py'
     # no --teacher-ckpt: the config's model-zoo teacher stays; given: it is used
     assert not any('teacher_ckpt' in c for c in commands[0])
     assert 'model.teacher_ckpt=r101.pth' in commands[1]

@@ -15,7 +15,7 @@ from mmkd_det.models.distillers import load_model_cfg
 from tests.conftest import save_weights
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(ROOT, 'configs/synthetic/tid_retina_r18w48_r18w32_synthetic.py')
+CONFIG = osp.join(ROOT, 'configs/tid/tid_retina_r18w48_r18w32_synthetic.py')
 
 
 def run_tool(tool, *args):
@@ -32,7 +32,7 @@ def setup(tmp_path_factory):
     root = str(tmp / 'data')
     generate_synthetic_dataset(root, num_train=4, num_val=2, img_size=64, seed=0,
                                formats=('coco',))
-    teacher = load_model_cfg(osp.join(ROOT, 'configs/synthetic/retinanet_r18w48_synthetic.py'),
+    teacher = load_model_cfg(osp.join(ROOT, 'configs/retinanet/retinanet_r18w48_synthetic.py'),
                              'teacher')
     with DefaultScope.overwrite_default_scope('mmkd_det'):   # module fixture: no autouse scope
         ckpt = save_weights(teacher, str(tmp / 'teacher.pth'))
@@ -137,7 +137,7 @@ def test_peak_extra_bytes_sees_a_known_allocation():
 def test_grad_norms_reports_each_term_relative_to_the_task(setup):
     tmp, ckpt, options = setup
     out = str(tmp / 'grads.json')
-    skd = osp.join(ROOT, 'configs/synthetic/skd_retina_r18w48_r18w32_synthetic.py')
+    skd = osp.join(ROOT, 'configs/skd/skd_retina_r18w48_r18w32_synthetic.py')
     run_tool('grad_norms.py', skd, '--teacher-ckpt', ckpt, '--batches', '1', '--json', out,
              *options)
     with open(out) as f:
@@ -169,14 +169,14 @@ def test_compare_mmrazor_step_gives_equal_pkd_values(setup):
 
 def test_build_distiller_refuses_a_plain_detector_config():
     from mmkd_det.apis import build_distiller
-    plain = osp.join(ROOT, 'configs/synthetic/retinanet_r18w32_synthetic.py')
+    plain = osp.join(ROOT, 'configs/retinanet/retinanet_r18w32_synthetic.py')
     with pytest.raises(ValueError, match="model.type is 'RetinaNet'.*whose model is a Distiller"):
         build_distiller(plain)
 
 
 def test_measure_throughput_reports_floor_and_takes_distiller_options(tmp_path):
     out = str(tmp_path / 'throughput.json')
-    pkd = osp.join(ROOT, 'configs/synthetic/pkd_retina_r18w48_r18w32_synthetic.py')
+    pkd = osp.join(ROOT, 'configs/pkd/pkd_retina_r18w48_r18w32_synthetic.py')
     run_tool('measure_throughput.py', pkd, '--device', 'cpu', '--batch', '2', '--size', '64',
              '64', '--iters', '2', '--warmup', '0', '--json', out,
              '--distiller-options', 'inplace_activations=disable')

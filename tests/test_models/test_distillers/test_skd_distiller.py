@@ -60,7 +60,7 @@ def test_mask_rcnn_student_trains_and_evaluates_bbox_and_segm(tmp_path):
     from mmkd_det.datasets.synthetic import generate_synthetic_dataset
     data = str(tmp_path / 'syn') + '/'
     generate_synthetic_dataset(data, num_train=8, num_val=4, formats=('coco', ))
-    teacher_cfg = Config.fromfile(osp.join(ROOT, 'configs/synthetic/mask_rcnn_r18w48_synthetic.py'))
+    teacher_cfg = Config.fromfile(osp.join(ROOT, 'configs/mask_rcnn/mask_rcnn_r18w48_synthetic.py'))
     ckpt = save_weights(teacher_cfg.model, str(tmp_path / 'teacher.pth'))
     ann = data + 'annotations/instances_val.json'
     opts = [f'model.teacher_ckpt={ckpt}', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
@@ -70,7 +70,7 @@ def test_mask_rcnn_student_trains_and_evaluates_bbox_and_segm(tmp_path):
     opts += [f'{k}_dataloader.dataset.data_root={data}' for k in ('train', 'val', 'test')]
     proc = subprocess.run(
         [sys.executable, osp.join(ROOT, 'tools/train.py'),
-         osp.join(ROOT, 'configs/synthetic/skd_mask_rcnn_r18w48_r18w32_synthetic.py'),
+         osp.join(ROOT, 'configs/skd/skd_mask_rcnn_r18w48_r18w32_synthetic.py'),
          '--work-dir', str(tmp_path / 'work'), '--cfg-options', *opts],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,6 +1,0 @@
-# Teacher for the VOC FRS variant: mmdet's VOC RetinaNet with a ResNet-101.
-# Train it first: python tools/train.py configs/retinanet_r101_fpn_1x_voc0712.py
-_base_ = 'mmdet::pascal_voc/retinanet_r50_fpn_1x_voc0712.py'
-default_scope = 'mmkd_det'
-model = dict(backbone=dict(
-    depth=101, init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet101')))

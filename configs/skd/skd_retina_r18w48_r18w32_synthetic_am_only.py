@@ -1,0 +1,3 @@
+# Structured KD ablation on the synthetic benchmark. Table VII, L_AM only (alpha = gamma = 0).
+_base_ = './skd_retina_r18w48_r18w32_synthetic.py'
+model = dict(distill_losses=dict(loss_skd=dict(alpha=0, gamma=0)))
