@@ -23,10 +23,13 @@ class LevelAdapters(BaseModule):
         in_channels (Sequence[int]): student channels per level.
         out_channels (Sequence[int]): teacher channels per level.
         kernel_size (int): 1 or 3 (any odd size). Defaults to 1.
+        relu (bool): a ReLU after each conv, as FGFI's adapter on post-ReLU VGG
+            features (``adapter=dict(kernel_size=3, relu=True)`` on a loss).
+            FPN features are signed, so the default is False.
     """
 
     def __init__(self, in_channels: Sequence[int], out_channels: Sequence[int],
-                 kernel_size: int = 1, init_cfg=None):
+                 kernel_size: int = 1, relu: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if len(in_channels) != len(out_channels):
             raise ValueError(f'LevelAdapters got {len(in_channels)} student levels '
@@ -36,6 +39,8 @@ class LevelAdapters(BaseModule):
         self.convs = pointwise_convs(nn.ModuleList(
             nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2)
             for c_in, c_out in zip(in_channels, out_channels)))
+        self.relu = bool(relu)
 
     def forward(self, feats: Sequence[torch.Tensor]) -> List[torch.Tensor]:
-        return [conv(f) for conv, f in zip(self.convs, feats)]
+        outs = [conv(f) for conv, f in zip(self.convs, feats)]
+        return [torch.relu(o) for o in outs] if self.relu else outs

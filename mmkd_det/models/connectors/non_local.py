@@ -1,8 +1,8 @@
 """mmcv's 2-D non-local block with keys/values sub-sampled by one max-pool of any stride."""
 from typing import Dict, Optional
 
-from mmcv.cnn import NonLocal2d
 import torch
+from mmcv.cnn import NonLocal2d
 from torch import Tensor, nn
 
 from mmkd_det.registry import MODELS

@@ -113,6 +113,26 @@ class BaseDistillLoss(BaseModule):
             raise ValueError(f'{name}: no feature levels given.')
         return s_feats, t_feats
 
+    def adapted_pairs(self, s_feats, t_feats, arg: str = 's_feats'
+                      ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """:meth:`level_pairs`, then the student side through :meth:`adapt`."""
+        s_feats, t_feats = self.level_pairs(s_feats, t_feats)
+        return self.adapt(arg, s_feats, t_feats), t_feats
+
+    def squared_error_maps(self, s_feats: Sequence[torch.Tensor],
+                           t_feats: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """Per level (N, H, W): ``sum_c (T - S)^2`` of adapted student features ``S``
+        and the detached teacher ``T``, which must have the same shape."""
+        maps = []
+        for lvl, (s, t) in enumerate(zip(s_feats, t_feats)):
+            if s.shape != t.shape:
+                raise ValueError(f'{type(self).__name__}: level {lvl}: adapted student '
+                                 f'{tuple(s.shape)} vs teacher {tuple(t.shape)}; let the '
+                                 f'Distiller call setup (it builds the adapters) or set '
+                                 f'adapter / resize_student.')
+            maps.append((t.detach() - s).pow(2).sum(dim=1))
+        return maps
+
     def adapt(self, arg: str, s_feats: Sequence[torch.Tensor],
               t_feats: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         """Student features of ``arg`` mapped onto the teacher's C, H, W."""

@@ -98,8 +98,7 @@ class CWDLoss(BaseDistillLoss):
         self.tau = float(tau)
 
     def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor]) -> Tensor:
-        s_feats, t_feats = self.level_pairs(s_feats, t_feats)
-        s_feats = self.adapt('s_feats', s_feats, t_feats)
+        s_feats, t_feats = self.adapted_pairs(s_feats, t_feats)
         losses: List[Tensor] = []
         for lvl, (s, t) in enumerate(zip(s_feats, t_feats)):
             if s.shape[1:] != t.shape[1:]:

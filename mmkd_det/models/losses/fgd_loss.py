@@ -35,6 +35,11 @@ differ) and teacher ``T`` of shape (N, C, H, W):
 
 Total ``alpha L_fg + beta L_bg + gamma L_at + lambda L_rel`` per level, summed
 over levels (each term returned separately). ``N`` is the number of images.
+
+Equation numbers are not cited: the paper text is not among ``../shared/papers``;
+the formulas above are the paper's method section as the authors' code computes
+it. The one departure from that code is an option: ``box_scale`` (the frame GT
+boxes are scaled from, :class:`FGDLoss`).
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -43,9 +48,8 @@ from mmcv.cnn import ContextBlock
 from torch import Tensor, nn
 
 from mmkd_det.registry import MODELS
-from ..utils import pointwise_convs
+from ..utils import pad_gt, pointwise_convs
 from .base_distill_loss import BaseDistillLoss, Shapes
-from .tid_loss import pad_gt
 
 #: The authors' config hyper-parameters (``configs/distillers/fgd``). ``retinanet``
 #: (the default) is also their GFL setting; ``faster_rcnn`` hooks P2-P5 only.

@@ -23,8 +23,9 @@ anchors, with ``psi`` from the maximum over the anchors of **all** levels
 (``gt_levels='all'``, default), so a box is imitated where its best anchors
 are, on whichever levels. ``gt_levels='roi'`` is DeFeat's FPN re-implementation
 of FGFI (``get_roi_mask``, its ``mask-neck-roi`` setting): every box is first
-assigned to one level by the RoI rule (:func:`~.defeat_loss.map_gt_levels`) and
-only that level's anchors give ``psi`` and the mask. ``N_p`` counts the masked
+assigned to one level by the RoI rule
+(:func:`~mmkd_det.models.utils.map_gt_levels`) and only that level's anchors
+give ``psi`` and the mask. ``N_p`` counts the masked
 locations of all levels and images (``normalize='all'``, the single-level
 formula read over every imitated location); ``'level'`` normalises each level by
 its own count and sums the levels.
@@ -33,6 +34,27 @@ Anchors: ``prior_generator.grid_priors`` of the student's dense head
 (``bbox_head``, or ``rpn_head`` for two-stage detectors), every anchor
 including those crossing the image border. Shapes: ``B`` images, ``G`` GT boxes
 per image (zero-padded), ``P`` anchors of all levels, ``A`` anchors per location.
+
+Equation numbers are not cited: the paper text is not among ``../shared/papers``;
+the formulas above are the paper's method section as the authors' code computes
+it. Departures from that code, each an option of :class:`FGFILoss`:
+
+* Anchor-GT IoU (``iou_legacy_offset``): the authors' ``bbox_overlaps_batch``
+  (faster-rcnn.pytorch) adds 1 to every width and height and to the overlap's
+  sides (``w = x2 - x1 + 1``). The default ``False`` follows mmdet >= 2
+  (``w = x2 - x1``), the convention of the anchors and boxes it receives;
+  ``True`` reproduces the authors. An independent check found the masks of
+  the two differ in about a third of random batches (an anchor whose IoU is
+  near ``psi`` crosses it). Example: GT ``[0, 0, 4, 4]`` with an anchor equal
+  to it (IoU 1, so ``psi = 0.5``) and an anchor ``[0, 0, 8, 4]``: IoU
+  16 / 32 = 0.5, not above ``psi``, by default; 25 / 45 = 0.556 with the offset.
+* RoI level rule of ``gt_levels='roi'`` (``level_legacy_offset``): DeFeat's
+  ``_map_roi_levels`` takes ``sqrt((w + 1)(h + 1))``; default ``sqrt(w h)``.
+* Adapter (``adapter``): the authors' is a 3x3 conv + ReLU on post-ReLU VGG
+  features; the default drops the ReLU (FPN features are signed, as DeFeat's
+  FPN re-implementation), ``adapter=dict(kernel_size=3, relu=True)`` keeps it.
+* Several levels (the original has one VGG level): ``gt_levels`` and
+  ``normalize`` above.
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -40,9 +62,9 @@ import torch
 from torch import Tensor
 
 from mmkd_det.registry import MODELS
+from ..utils import (check_level_strides, init_adapters, level_strides, map_gt_levels, pad_gt,
+                     prior_ious)
 from .base_distill_loss import BaseDistillLoss, Shapes
-from .defeat_loss import check_level_strides, init_adapters, map_gt_levels
-from .tid_loss import pad_gt
 
 GT_LEVELS = ('all', 'roi')
 NORMALIZE = ('all', 'level')
@@ -50,7 +72,8 @@ NORMALIZE = ('all', 'level')
 
 def imitation_masks(priors: Sequence[Tensor], featmap_sizes: Sequence[Tuple[int, int]],
                     gt: Tensor, valid: Tensor, thr_factor: float = 0.5,
-                    gt_levels: Optional[Tensor] = None) -> List[Tensor]:
+                    gt_levels: Optional[Tensor] = None,
+                    iou_legacy_offset: bool = False) -> List[Tensor]:
     """FGFI imitation masks I (imitation region estimation), one (B, H, W) float 0/1 map per level.
 
     Args:
@@ -61,15 +84,17 @@ def imitation_masks(priors: Sequence[Tensor], featmap_sizes: Sequence[Tuple[int,
         thr_factor (float): psi = thr_factor x the box's max IoU.
         gt_levels (Tensor, optional): (B, G) level of each box; when given a box
             only uses (and only marks) the anchors of its level.
+        iou_legacy_offset (bool): anchor-GT IoU with the +1 on widths and
+            heights of the authors' ``bbox_overlaps_batch``, see
+            :func:`~mmkd_det.models.utils.prior_ious`.
     """
-    from mmdet.structures.bbox import bbox_overlaps
     batch, num_gt = gt.shape[:2]
     out_shapes = [(batch, h, w) for h, w in featmap_sizes]
     if num_gt == 0 or not bool(valid.any()):
         return [gt.new_zeros(s) for s in out_shapes]
     counts = [p.shape[0] for p in priors]
     anchors = torch.cat(list(priors)).to(gt)
-    iou = bbox_overlaps(anchors[None].expand(batch, -1, -1).contiguous(), gt)   # (B, P, G)
+    iou = prior_ious(anchors, gt, legacy_offset=iou_legacy_offset)              # (B, P, G)
     allowed = valid[:, None, :]
     if gt_levels is not None:
         prior_level = torch.repeat_interleave(
@@ -97,7 +122,12 @@ class FGFILoss(BaseDistillLoss):
         thr_factor (float): the ψ factor of the imitation region, in [0, 1). Defaults to 0.5.
         gt_levels (str): ``'all'`` (default) or ``'roi'`` (DeFeat's FPN variant).
         finest_scale (float), level_offset (int): the RoI level rule of
-            ``gt_levels='roi'``, see :func:`~.defeat_loss.map_gt_levels`.
+            ``gt_levels='roi'``, see :func:`~mmkd_det.models.utils.map_gt_levels`.
+        level_legacy_offset (bool): that rule on ``sqrt((w + 1)(h + 1))`` as
+            DeFeat's code. Defaults to False (``sqrt(w h)``).
+        iou_legacy_offset (bool): anchor-GT IoU with the +1 on widths and
+            heights of the authors' code. Defaults to False (mmdet >= 2
+            IoU); see the module docstring.
         normalize (str): ``'all'`` (default) or ``'level'``.
         head (str, optional): dense head attribute with the anchor generator;
             default ``bbox_head``, else ``rpn_head``.
@@ -106,7 +136,8 @@ class FGFILoss(BaseDistillLoss):
         **kwargs: ``loss_weight``, ``inputs``, ``adapter`` (default a 3x3 conv per
             level without activation: the authors' adapter is 3x3 + ReLU on
             post-ReLU VGG features, but FPN features are signed, so the ReLU is
-            dropped as in DeFeat's FPN re-implementation), ``resize_student``.
+            dropped as in DeFeat's FPN re-implementation;
+            ``adapter=dict(kernel_size=3, relu=True)`` keeps it), ``resize_student``.
     """
 
     default_inputs = dict(s_feats='student.fpn', t_feats='teacher.fpn')
@@ -114,9 +145,10 @@ class FGFILoss(BaseDistillLoss):
     default_adapter = dict(kernel_size=3)
 
     def __init__(self, thr_factor: float = 0.5, gt_levels: str = 'all',
-                 finest_scale: float = 56.0, level_offset: int = 0, normalize: str = 'all',
-                 head: Optional[str] = None, adapter_init_std: Optional[float] = 1e-4,
-                 **kwargs):
+                 finest_scale: float = 56.0, level_offset: int = 0,
+                 level_legacy_offset: bool = False, iou_legacy_offset: bool = False,
+                 normalize: str = 'all', head: Optional[str] = None,
+                 adapter_init_std: Optional[float] = 1e-4, **kwargs):
         super().__init__(**kwargs)
         if not 0 <= thr_factor < 1:
             raise ValueError(f'FGFILoss thr_factor must be in [0, 1) (IoU > thr_factor x '
@@ -127,6 +159,8 @@ class FGFILoss(BaseDistillLoss):
                 raise ValueError(f'FGFILoss {key}={value!r}; choose one of {allowed}.')
         self.thr_factor, self.gt_levels, self.normalize = float(thr_factor), gt_levels, normalize
         self.finest_scale, self.level_offset = float(finest_scale), int(level_offset)
+        self.level_legacy_offset = bool(level_legacy_offset)
+        self.iou_legacy_offset = bool(iou_legacy_offset)
         self.head, self.adapter_init_std = head, adapter_init_std
 
     def setup(self, shapes: Shapes, name: str = '') -> None:
@@ -155,7 +189,7 @@ class FGFILoss(BaseDistillLoss):
         if gen.num_levels != len(sizes):
             raise ValueError(f'FGFILoss: {len(sizes)} recorded levels but the anchor generator '
                              f'has {gen.num_levels}; record the neck levels the head reads.')
-        strides = [int(s[0]) if isinstance(s, (tuple, list)) else int(s) for s in gen.strides]
+        strides = level_strides(gen.strides)
         check_level_strides(t_feats, strides, batch_img_metas, 'FGFILoss')
         device = t_feats[0].device
         priors = gen.grid_priors(sizes, device=device)
@@ -166,8 +200,10 @@ class FGFILoss(BaseDistillLoss):
         gt, _, valid = pad_gt(gt_instances, device)
         levels = None
         if self.gt_levels == 'roi':
-            levels = map_gt_levels(gt, len(sizes), self.finest_scale, self.level_offset)
-        return imitation_masks(priors, sizes, gt, valid, self.thr_factor, levels)
+            levels = map_gt_levels(gt, len(sizes), self.finest_scale, self.level_offset,
+                                   self.level_legacy_offset)
+        return imitation_masks(priors, sizes, gt, valid, self.thr_factor, levels,
+                               self.iou_legacy_offset)
 
     def visual_maps(self, t_feats, gt_instances, student, batch_img_metas=None,
                     **unused) -> Dict[str, List[Tensor]]:
@@ -177,16 +213,11 @@ class FGFILoss(BaseDistillLoss):
 
     def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor], *,
                 gt_instances, student, batch_img_metas=None) -> Tensor:
-        s_feats, t_feats = self.level_pairs(s_feats, t_feats)
+        s_feats, t_feats = self.adapted_pairs(s_feats, t_feats)
         masks = self.masks(t_feats, gt_instances, student, batch_img_metas)
-        s_feats = self.adapt('s_feats', s_feats, t_feats)
         sums, counts = [], []
-        for s, t, m in zip(s_feats, t_feats, masks):
-            if s.shape != t.shape:
-                raise ValueError(f'FGFILoss: adapted student {tuple(s.shape)} vs teacher '
-                                 f'{tuple(t.shape)}.')
-            sq = (t.detach() - s).pow(2).sum(dim=1)                  # (B, H, W), sum over c
-            sums.append((sq * m).sum())
+        for sq, m in zip(self.squared_error_maps(s_feats, t_feats), masks):
+            sums.append((sq * m).sum())                             # sq: (B, H, W)
             counts.append(m.sum())
         sums, counts = torch.stack(sums), torch.stack(counts)
         if self.normalize == 'all':

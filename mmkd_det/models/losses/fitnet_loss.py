@@ -48,8 +48,7 @@ class FitNetLoss(BaseDistillLoss):
     default_adapter = dict(kernel_size=1)
 
     def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor]) -> Tensor:
-        s_feats, t_feats = self.level_pairs(s_feats, t_feats)
-        s_feats = self.adapt('s_feats', s_feats, t_feats)
+        s_feats, t_feats = self.adapted_pairs(s_feats, t_feats)
         losses: List[Tensor] = []
         for lvl, (s, t) in enumerate(zip(s_feats, t_feats)):
             if s.shape != t.shape:

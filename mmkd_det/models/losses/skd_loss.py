@@ -17,6 +17,17 @@ Shape shorthand per level: student ``s`` (N, C_s, H, W), teacher ``t``
   student through a 1x1 conv adapter.
 * Eq. 5: relation ``r`` from a non-local block on each of teacher and
   student; ``L_NLD = L2(r^S, r^T)`` with a 1x1 adapter after the student's.
+  Reading (as mmrazor's FBKD port): ``r`` is the *output of
+  mmcv's residual non-local block*, ``r = A + BN(W y)`` with
+  ``y_i = sum_j f(A_i, A_j) g(A_j)``, not the bare sum Eq. 5 prints
+  (``1/(WH) sum_j f g``). The pairwise ``f`` is mmcv's: the embedded Gaussian
+  is a softmax of ``theta^T phi / sqrt(C_i)`` (mmcv's ``use_scale``, ``C_i``
+  the inter-channels), dot product and concatenation divide by the number of
+  keys (Eq. 5's ``1/(WH)`` over the sub-sampled keys), the Gaussian is a
+  plain softmax. The output BN is zero-initialised, so at the start
+  ``r = A`` on both sides and ``L_NLD = ||a_nl(A^S) - A^T||_2``: plain feature
+  imitation through the 1x1 adapter; it turns into relation distillation
+  only as the output BN's scale leaves zero.
 * Eq. 6: ``alpha L_AT + beta L_AM + gamma L_NLD``, summed over levels.
 
 ``L2(a, b)`` is read as the Euclidean distance ``||a - b||_2`` over the batch,
@@ -310,7 +321,8 @@ class SKDLoss(BaseDistillLoss):
         return loss
 
     def nonlocal_distance(self, lvl: int, s: Tensor, t: Tensor) -> Tensor:
-        """L_NLD (Eq. 5) at one level: relation r = the non-local block's output."""
+        """L_NLD (Eq. 5) at one level: relation r = the residual non-local block's
+        output (equal to its input at initialisation, see the module docstring)."""
         r_s = self.nonlocal_adapters[lvl](self.student_nonlocal[lvl](s))
         r_t = self.teacher_nonlocal[lvl](t.detach())
         return l2_distance(self._student_to_teacher_hw(r_s, r_t), r_t)

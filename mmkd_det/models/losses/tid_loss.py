@@ -1,10 +1,10 @@
 r"""TID: Task Integration Distillation for Object Detectors (Su, Jian, Yu, 2024).
 
-`Paper <https://arxiv.org/abs/2404.01699>`_, §3. No code was released; this is
-the first implementation and the paper text is its specification. Every
-reading of an ambiguous passage is written next to its equation below and is
-an option of :class:`TIDLoss`; docs/tid.md lists them with the ablation that
-chose each default.
+`Paper <https://arxiv.org/abs/2404.01699>`_, §3, Eqs. 1-12. No code was
+released; this is the first implementation and the paper text is its
+specification. Every reading of an ambiguous passage is written next to its
+equation below and is an option of :class:`TIDLoss`; docs/tid.md lists them
+with the ablation that chose each default.
 
 Pipeline per batch, vectorised over images (loops only over FPN levels):
 
@@ -16,18 +16,31 @@ Pipeline per batch, vectorised over images (loops only over FPN levels):
   ``V = V_output x V_information``, three value bands, band-weighted squared
   feature difference between teacher and adapted student FPN features.
 
+Two readings to know before using the loss:
+
+* Eq. 12 (like Eq. 8) is printed as ``M (F^T - f(F^S))`` with neither a square
+  nor a sum over channels; it is read as the squared error summed over
+  channels, as the feature-decoupling losses it extends (FGD, DeFeat, FRS).
+  Not an option: a plain difference is signed and has no minimum.
+* Eq. 11's low band (``low_band``, :func:`value_bands`): the default
+  ``'constant'`` departs from the printed ``0.05 v`` and is not monotonic in
+  V; ``'scaled'`` is the printed one, ``'floor'`` a monotonic one.
+
+The generic pieces (GT padding, prior IoU, the assigners' IoU thresholds,
+top-k masks, per-level views) live in :mod:`mmkd_det.models.utils`.
+
 Shape shorthand: ``B`` images, ``P`` priors, ``A`` priors per location,
 ``Q = sum_l H_l W_l`` FPN locations (level by level, row-major), ``G`` GT
 boxes per image (padded to the batch maximum), ``K`` classes.
 """
-import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
 from mmkd_det.registry import MODELS
-from ..utils import DenseOutputs, decode_dense_outputs
+from ..utils import (TOPK_SCOPES, assigner_thresholds, decode_dense_outputs, pad_gt, prior_ious,
+                     split_levels, topk_mask)
 from .base_distill_loss import BaseDistillLoss
 
 #: Eq. 1 localization scores: IoU_max >= thr_pos, between, <= thr_neg.
@@ -41,130 +54,11 @@ BAND_HIGH, BAND_LOW, FACTOR_MED, FACTOR_LOW = 1.0, 0.01, 0.7, 0.05
 #: (IoU_max x GT-class probability, in [0, 1]) only orders equal scores. Distinct
 #: scores (and score differences) are >= 0.05 apart, so 1e-3 never reorders them.
 TIE_BREAK = 1e-3
-SCOPES = ('image', 'level', 'batch')
-
-
-# ---------------------------------------------------------------- helpers
-def pad_gt(gt_instances, device) -> Tuple[Tensor, Tensor, Tensor]:
-    """GT boxes (B, G, 4), labels (B, G) and validity (B, G), zero-padded."""
-    boxes = [getattr(g.bboxes, 'tensor', g.bboxes).to(device).float() for g in gt_instances]
-    num = max([len(b) for b in boxes] + [0])
-    batch = len(boxes)
-    out = torch.zeros(batch, num, 4, device=device)
-    labels = torch.zeros(batch, num, dtype=torch.long, device=device)
-    valid = torch.zeros(batch, num, dtype=torch.bool, device=device)
-    for i, (b, g) in enumerate(zip(boxes, gt_instances)):
-        out[i, :len(b)] = b
-        labels[i, :len(b)] = g.labels.to(device)
-        valid[i, :len(b)] = True
-    return out, labels, valid
-
-
-def _count(amount: Union[int, float], n: int) -> int:
-    """A fraction (float in (0, 1]) or a count (int) of ``n`` entries."""
-    if isinstance(amount, float):
-        return min(n, math.ceil(amount * n - 1e-9))
-    return min(n, int(amount))
-
-
-def topk_mask(rank: Tensor, amount: Union[int, float], scope: str,
-              level_sizes: Sequence[int], valid: Optional[Tensor] = None) -> Tensor:
-    """Boolean (B, Q) mask of the top ``amount`` entries of ``rank``.
-
-    ``scope``: ``'image'`` (top-k over all levels of each image), ``'level'``
-    (each image and level separately) or ``'batch'`` (over the whole batch).
-    Entries where ``valid`` is False are never selected.
-    """
-    if valid is not None:
-        rank = rank.masked_fill(~valid, float('-inf'))
-
-    def top(x: Tensor) -> Tensor:                          # rows independent
-        k = _count(amount, x.shape[1])
-        mask = torch.zeros_like(x, dtype=torch.bool)
-        if k > 0:
-            mask.scatter_(1, x.topk(k, dim=1).indices, True)
-        return mask & torch.isfinite(x)
-
-    if scope == 'image':
-        return top(rank)
-    if scope == 'batch':
-        return top(rank.reshape(1, -1)).view_as(rank)
-    return torch.cat([top(x) for x in rank.split(list(level_sizes), dim=1)], dim=1)
-
-
-def split_levels(t: Tensor, shapes: Sequence[Tuple[int, int]]) -> List[Tensor]:
-    """(B, Q) -> per-level (B, H, W)."""
-    chunks = t.split([h * w for h, w in shapes], dim=1)
-    return [c.reshape(t.shape[0], h, w) for c, (h, w) in zip(chunks, shapes)]
+#: readings of Eq. 11's low band, see :func:`value_bands`.
+LOW_BANDS = ('scaled', 'constant', 'floor')
 
 
 # ------------------------------------------------------------------- DIEM
-def assigner_thresholds(head, out: DenseOutputs, gt: Tensor, valid: Tensor,
-                        fixed: Optional[Sequence[float]] = None,
-                        atss_neg_ratio: float = 0.8) -> Tuple[Tensor, Tensor]:
-    """Per-GT positive and negative IoU thresholds (B, G) of the detector.
-
-    * ``fixed=(pos, neg)``: used as given (FCOS has no IoU assigner).
-    * ``MaxIoUAssigner`` (RetinaNet): its ``pos_iou_thr`` / ``neg_iou_thr``
-      (upper bound when ``neg_iou_thr`` is a range).
-    * ``ATSSAssigner`` (ATSS, GFL): positive = the per-GT adaptive threshold,
-      mean + std of the IoUs of the ``topk`` priors per level closest to the GT
-      centre (mmdet's rule); ATSS has no negative threshold, so the documented
-      rule is ``neg = atss_neg_ratio x pos`` (0.8 = RetinaNet's 0.4 / 0.5;
-      1.0 leaves no middle band, ATSS's own split).
-    """
-    shape = gt.shape[:2]
-    if fixed is not None:
-        return gt.new_full(shape, float(fixed[0])), gt.new_full(shape, float(fixed[1]))
-    assigner = (getattr(head, 'train_cfg', None) or {}).get('assigner', {})
-    kind = assigner.get('type', None)
-    kind = kind if isinstance(kind, str) else getattr(kind, '__name__', str(kind))
-    if kind == 'MaxIoUAssigner':
-        neg = assigner['neg_iou_thr']
-        neg = max(neg) if isinstance(neg, (tuple, list)) else neg
-        return gt.new_full(shape, float(assigner['pos_iou_thr'])), gt.new_full(shape, float(neg))
-    if kind == 'ATSSAssigner':
-        pos = atss_thresholds(out.priors, [n * out.num_base_priors for n in out.level_sizes],
-                              gt, assigner.get('topk', 9))
-        return pos, pos * atss_neg_ratio
-    raise ValueError(
-        f'TID reads IoU thresholds from the detector assigner (MaxIoUAssigner or '
-        f'ATSSAssigner) but {type(head).__name__} has assigner {kind!r}. Set '
-        f'iou_thrs=(pos, neg) on the TIDLoss (e.g. (0.5, 0.4)).')
-
-
-def atss_thresholds(priors: Tensor, level_num_priors: Sequence[int], gt: Tensor,
-                    topk: int) -> Tensor:
-    """ATSS adaptive IoU threshold per GT, (B, G): mean + std (unbiased, as
-    ``torch.std``) of the IoUs of the ``topk`` priors per level whose centres
-    are closest to the GT centre (mmdet ``ATSSAssigner``, batched)."""
-    from mmdet.structures.bbox import bbox_overlaps
-    batch, num_gt = gt.shape[:2]
-    if num_gt == 0:
-        return gt.new_zeros(batch, 0)
-    overlaps = bbox_overlaps(priors[None].expand(batch, -1, -1), gt)        # (B, P, G)
-    p_ctr = (priors[:, :2] + priors[:, 2:]) / 2
-    g_ctr = (gt[..., :2] + gt[..., 2:]) / 2
-    dist = (p_ctr[None, :, None] - g_ctr[:, None]).pow(2).sum(-1).sqrt()    # (B, P, G)
-    cands, start = [], 0
-    for n in level_num_priors:
-        idx = dist[:, start:start + n].topk(min(topk, n), dim=1, largest=False).indices
-        cands.append(overlaps.gather(1, idx + start))
-        start += n
-    cand = torch.cat(cands, dim=1)                                           # (B, k*L, G)
-    std = cand.std(1) if cand.shape[1] > 1 else torch.zeros_like(cand[:, 0])
-    return cand.mean(1) + std
-
-
-def prior_ious(boxes: Tensor, gt: Tensor, valid: Tensor) -> Tensor:
-    """IoU (B, P, G) of every predicted box with every GT; padded GTs get -1."""
-    from mmdet.structures.bbox import bbox_overlaps
-    if gt.shape[1] == 0:
-        return boxes.new_zeros(*boxes.shape[:2], 0)
-    iou = bbox_overlaps(boxes, gt)
-    return iou.masked_fill(~valid[:, None, :], -1.0)
-
-
 def localization_score(iou: Tensor, pos_thr: Tensor, neg_thr: Tensor,
                        num_base_priors: int, mode: str = 'detector') -> Tensor:
     r"""Score_r per location (B, Q), Eq. 1.
@@ -328,20 +222,39 @@ def value_bands(v: Tensor, alphas: Sequence[float] = (1.0, 1.0, 1.0),
         M = v \ (v \ge 1);\quad 0.7 v \ (0.01 \le v < 1);\quad 0.05 v \ (v < 0.01)
 
     Weight = α_high M_high + α_med M_med + α_low M_low with the bands'
-    indicator-masked M. ``low_band='scaled'`` is Eq. 11 as printed: 0.05 v,
-    which is 0 wherever V = 0 (everything off the GT vicinities and outside key
-    areas), so background is never distilled. ``'constant'`` gives the whole
-    low band 0.05, "suppressed" as the text says rather than dropped; it is
-    TIDLoss's default because it scored higher on the synthetic benchmark
-    (docs/tid.md).
+    indicator-masked M. Readings of the low band (``low_band``):
+
+    * ``'scaled'``: Eq. 11 as printed, ``0.05 v``. It is 0 wherever V = 0
+      (everything off the GT vicinities and outside key areas), so background
+      is never distilled.
+    * ``'constant'`` (TIDLoss's default): the whole low band gets 0.05,
+      "suppressed" as the text says rather than dropped. It scored higher on
+      the synthetic benchmark (5.5 ± 0.2 vs 5.2 ± 0.1 mAP for ``'scaled'``, 3
+      seeds, docs/tid.md). It is **not monotonic** in v: the medium band
+      starts at 0.7 x 0.01 = 0.007, so a location with V = 0.01 weighs 7x less
+      than background (0.05); every V in [0.01, 1/14) weighs less than V = 0.
+    * ``'floor'``: monotonic. Below the high band M = max(0.7 v, 0.05) (the
+      low band is then 0.05 as with ``'constant'``): background's 0.05 is the
+      least weight of any location, and a location with more value never
+      weighs less. It changes only the medium-band locations with
+      0.7 v < 0.05 (v < 1/14), raising them to 0.05; it is the smallest change
+      of ``'constant'`` that is monotonic. Not measured yet.
+
+    Args:
+        v (Tensor): values V (Eq. 10), any shape.
+        alphas (Sequence[float]): α_high, α_med, α_low (bands by v).
+        low_band (str): ``'scaled'``, ``'constant'`` or ``'floor'``.
 
     Returns:
         tuple[Tensor, Tensor]: M and the weight, both like ``v``.
     """
     high = v >= BAND_HIGH
     low = v < BAND_LOW
-    low_m = FACTOR_LOW * (v if low_band == 'scaled' else torch.ones_like(v))
-    m = torch.where(high, v, torch.where(low, low_m, FACTOR_MED * v))
+    if low_band == 'floor':
+        m = torch.where(high, v, (FACTOR_MED * v).clamp(min=FACTOR_LOW))
+    else:
+        low_m = FACTOR_LOW * (v if low_band == 'scaled' else torch.ones_like(v))
+        m = torch.where(high, v, torch.where(low, low_m, FACTOR_MED * v))
     a_high, a_med, a_low = alphas
     weight = torch.where(high, a_high * m, torch.where(low, a_low * m, a_med * m))
     return m, weight
@@ -355,6 +268,9 @@ class TIDLoss(BaseDistillLoss):
         L_{fea} = \frac{1}{\sum W} \sum_{l,i,j} W_{lij}
                   \sum_c \big(F^T_{lcij} - f(F^S_l)_{cij}\big)^2,\quad
         W = \alpha_{high} M_{high} + \alpha_{med} M_{med} + \alpha_{low} M_{low}
+
+    The square is a reading: Eq. 12 is printed as ``M (F^T - f(F^S))`` with no
+    square (see the module docstring).
 
     Inputs (records): FPN features of both models, and each model's head
     classification and regression outputs (``bbox_head`` index 0 and 1). The
@@ -370,7 +286,7 @@ class TIDLoss(BaseDistillLoss):
         loc_score (str): ``'detector'`` (Eq. 1 bins) or ``'iou'`` (Table 4).
         iou_thrs (tuple, optional): ``(pos, neg)`` instead of the assigner's.
         atss_neg_ratio (float): ATSS/GFL negative rule, see
-            :func:`assigner_thresholds`.
+            :func:`~mmkd_det.models.utils.assigner_thresholds`.
         areas (tuple): LDAM factors, ``('key', 'weak')``; Table 5 ablation.
         key_mode (str): ``'score'`` or ``'indicator'``, see :func:`output_value`.
         weak_nms_iou (float | None): NMS IoU of weak areas; None disables.
@@ -378,7 +294,8 @@ class TIDLoss(BaseDistillLoss):
         info_decay (str): ``'decreasing'`` or ``'as_printed'``, Eq. 9.
         band_alphas (tuple): α_high, α_med, α_low of Eq. 12.
         low_band (str): ``'constant'`` (default, chosen by the synthetic
-            ablation in docs/tid.md) or ``'scaled'`` (Eq. 11 literally), see
+            ablation in docs/tid.md; not monotonic in V), ``'scaled'`` (Eq. 11
+            literally) or ``'floor'`` (monotonic, unmeasured), see
             :func:`value_bands`.
         normalize (str): ``'mask'``: divide by the sum of W over the batch
             (as FRS's N_l, so α-like loss weights transfer); ``'batch'``:
@@ -403,10 +320,11 @@ class TIDLoss(BaseDistillLoss):
                  band_alphas: Sequence[float] = (1.0, 1.0, 1.0), low_band: str = 'constant',
                  normalize: str = 'mask', head: str = 'bbox_head', **kwargs):
         super().__init__(**kwargs)
-        choices = dict(topk_scope=(topk_scope, SCOPES), loc_score=(loc_score, ('detector', 'iou')),
+        choices = dict(topk_scope=(topk_scope, TOPK_SCOPES),
+                       loc_score=(loc_score, ('detector', 'iou')),
                        key_mode=(key_mode, ('score', 'indicator')),
                        info_decay=(info_decay, ('decreasing', 'as_printed')),
-                       low_band=(low_band, ('scaled', 'constant')),
+                       low_band=(low_band, LOW_BANDS),
                        normalize=(normalize, ('mask', 'batch')))
         for key, (value, allowed) in choices.items():
             if value not in allowed:
@@ -445,7 +363,7 @@ class TIDLoss(BaseDistillLoss):
         out = decode_dense_outputs(head, cls, reg, classes=labels)       # (B, P, G) scores
         a = out.num_base_priors
         iou = prior_ious(out.boxes, gt, valid)
-        pos, neg = assigner_thresholds(head, out, gt, valid, self.iou_thrs, self.atss_neg_ratio)
+        pos, neg = assigner_thresholds(head, out, gt, self.iou_thrs, self.atss_neg_ratio)
         score_r = localization_score(iou, pos, neg, a, self.loc_score)              # Eq. 1
         prob = gt_class_probability(out.scores, labels, valid, a, gathered=True)
         score_c = classification_score(prob, valid.any(1), self.cls_top,
@@ -464,7 +382,7 @@ class TIDLoss(BaseDistillLoss):
               s_reg: Sequence[Tensor], t_reg: Sequence[Tensor], gt_instances,
               student, teacher) -> Dict[str, Tensor]:
         """Every intermediate map of Eqs. 1-11, each (B, Q) (use
-        :func:`split_levels` with ``shapes`` for per-level maps)."""
+        :func:`~mmkd_det.models.utils.split_levels` with ``shapes`` for per-level maps)."""
         gt, labels, valid = pad_gt(gt_instances, t_cls[0].device)
         t = self._dual_task(self._head(teacher, 'teacher'), t_cls, t_reg, gt, labels, valid)
         s = self._dual_task(self._head(student, 'student'), s_cls, s_reg, gt, labels, valid)
@@ -504,8 +422,8 @@ class TIDLoss(BaseDistillLoss):
         weight = self.masks(s_cls, t_cls, s_reg, t_reg, gt_instances, student,
                             teacher)['weight']
         s_feats = self.adapt('s_feats', s_feats, t_feats)
-        sq = torch.cat([(t.detach() - s).pow(2).sum(1).flatten(1)
-                        for s, t in zip(s_feats, t_feats)], dim=1)                  # (B, Q)
+        sq = torch.cat([e.flatten(1) for e in self.squared_error_maps(s_feats, t_feats)],
+                       dim=1)                                                        # (B, Q)
         if sq.shape != weight.shape:
             raise ValueError(f'TIDLoss: features give {sq.shape[1]} locations, the head '
                              f'{weight.shape[1]}; record the neck levels the head reads.')

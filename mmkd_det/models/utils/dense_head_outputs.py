@@ -16,6 +16,8 @@ from typing import List, Optional, Sequence
 import torch
 from torch import Tensor
 
+from .fpn_levels import level_strides
+
 
 @dataclass
 class DenseOutputs:
@@ -111,7 +113,7 @@ def decode_dense_outputs(head, cls_scores: Sequence[Tensor],
             num_classes = classes.shape[1]
         scores = _flatten(cls_scores, num_classes).detach().sigmoid()
     level_sizes = [h * w for h, w in sizes]
-    strides = [s[0] if isinstance(s, (tuple, list)) else s for s in head.prior_generator.strides]
+    strides = level_strides(head.prior_generator.strides)
 
     if isinstance(head, AnchorFreeHead):                     # FCOS-like, points
         points = torch.cat(head.prior_generator.grid_priors(sizes, dtype=dtype, device=dev))

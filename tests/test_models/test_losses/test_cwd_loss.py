@@ -134,8 +134,8 @@ def test_shape_errors():
     with pytest.raises(ValueError, match='resize_student'):
         CWDLoss()(s, t)
     with pytest.raises(ValueError, match='channel mismatch without adapter'):
-        CWDLoss(adapter=None).setup(shapes_of(feats(0, (1, 2, 4, 4)), feats(1, (1, 3, 4, 4))),
-                                     'loss_cwd')
+        CWDLoss(adapter=None).setup(
+            shapes_of(feats(0, (1, 2, 4, 4)), feats(1, (1, 3, 4, 4))), 'loss_cwd')
     with pytest.raises(ValueError, match='setup'):  # channels differ, adapter never built
         CWDLoss()(feats(0, (1, 2, 4, 4)), feats(1, (1, 3, 4, 4)))
     with pytest.raises(ValueError, match='tau'):

@@ -8,7 +8,8 @@ from mmdet.testing import demo_mm_inputs
 from mmengine.logging import MessageHub
 from mmengine.structures import InstanceData
 
-from mmkd_det.models.losses.defeat_loss import DeFeatLoss, gt_box_masks, map_gt_levels
+from mmkd_det.models.losses.defeat_loss import DeFeatLoss
+from mmkd_det.models.utils import gt_box_masks
 from mmkd_det.registry import MODELS
 from tests.conftest import tiny_model_cfg
 
@@ -25,23 +26,6 @@ def gts(*boxes_per_image):
 
 def assert_equal(actual, expected):
     torch.testing.assert_close(actual, expected, rtol=0, atol=0)
-
-
-# ------------------------------------------------------------- level rule
-def test_map_gt_levels_roi_rule():
-    boxes = t([0, 0, 50, 50],       # sqrt(wh) 50: log2(0.89) < 0 -> 0
-              [0, 0, 112, 112],     # log2(2) = 1 exactly -> 1
-              [0, 0, 111, 111],     # log2(1.98) -> 0
-              [0, 0, 224, 224],     # 2
-              [0, 0, 100, 490],     # sqrt 221.4: log2(3.95) -> 1
-              [0, 0, 2000, 2000],   # log2(35.7) = 5.2 -> clamped to L - 1 = 4
-              [5, 5, 5, 40])        # zero width -> 0
-    assert map_gt_levels(boxes, 5).tolist() == [0, 1, 0, 2, 1, 4, 0]
-    # RetinaNet P3-P7 at Faster R-CNN's strides: one level down, still clamped at 0
-    assert map_gt_levels(boxes, 5, level_offset=-1).tolist() == [0, 0, 0, 1, 0, 4, 0]
-    # finest_scale 28: 112 -> log2(4) = 2, 50 -> log2(1.79) = 0
-    assert map_gt_levels(boxes, 5, finest_scale=28).tolist() == [0, 2, 1, 3, 2, 4, 0]
-    assert map_gt_levels(boxes.view(1, 7, 4), 3).shape == (1, 7)
 
 
 # ------------------------------------------------------------------ masks
@@ -123,6 +107,17 @@ def test_masks_from_gt_instances():
     for img in range(3):
         assert_equal(lvl0[img], LVL0[img])
     assert_equal(lvl1, LVL1)
+
+
+def test_level_legacy_offset_moves_a_box_one_level_up():
+    # finest_scale 16: [0,0,31,31] has sqrt(wh) 31 -> log2(1.94) = 0.95 -> level 0, cells
+    # [0, 3) x [0, 3) (31 / 8 = 3.9 truncates to 3); with the authors' +1, 32 -> log2(2) = 1
+    # -> level 1, cells [0, 1) x [0, 1) (31 / 16 = 1.9 truncates to 1)
+    gt = gts([[0, 0, 31, 31]], [], [])
+    lvl0, lvl1 = build(zeros()).masks(zeros(), gt, STRIDES, METAS)
+    assert lvl0[0, :3, :3].sum() == 9 and lvl0.sum() == 9 and lvl1.sum() == 0
+    lvl0, lvl1 = build(zeros(), level_legacy_offset=True).masks(zeros(), gt, STRIDES, METAS)
+    assert lvl1[0, 0, 0] == 1 and lvl1.sum() == 1 and lvl0.sum() == 0
 
 
 def test_loss_value_and_normalisers():

@@ -113,6 +113,34 @@ def test_thr_factor_zero_marks_every_overlapping_anchor():
     torch.testing.assert_close(masks[1][0], t([1, 0], [0, 0]), rtol=0, atol=0)
 
 
+class TwoAnchors:
+    """One 1x2 level, one anchor per cell: [0,0,4,4] and [0,0,8,4]."""
+    strides = [(4, 4)]
+    num_levels = 1
+
+    def grid_priors(self, featmap_sizes, dtype=torch.float32, device='cpu'):
+        return [torch.tensor([[0, 0, 4, 4], [0, 0, 8, 4]], dtype=dtype, device=device)]
+
+
+def test_iou_legacy_offset_hand_case():
+    # GT [0,0,4,4]: anchor 0 is the GT (IoU 1 both ways), so psi = 0.5.
+    # anchor 1 [0,0,8,4]: mmdet IoU 16 / 32 = 0.5, not > psi -> off;
+    # legacy (+1): areas 5x5 = 25 and 9x5 = 45, overlap 5x5 = 25 -> 25 / 45 = 0.556 -> on
+    gt, valid = t([[0, 0, 4, 4]]).view(1, 1, 4), torch.tensor([[True]])
+    priors = TwoAnchors().grid_priors([(1, 2)])
+    (mask, ) = imitation_masks(priors, [(1, 2)], gt, valid)
+    torch.testing.assert_close(mask, t([[1, 0]]).view(1, 1, 2), rtol=0, atol=0)
+    (mask, ) = imitation_masks(priors, [(1, 2)], gt, valid, iou_legacy_offset=True)
+    torch.testing.assert_close(mask, t([[1, 1]]).view(1, 1, 2), rtol=0, atol=0)
+    # through the loss option
+    student = SimpleNamespace(bbox_head=SimpleNamespace(prior_generator=TwoAnchors()))
+    feats = [torch.zeros(1, 2, 1, 2)]
+    for legacy, expected in ((False, [[1, 0]]), (True, [[1, 1]])):
+        loss = MODELS.build(dict(type='FGFILoss', adapter=None, iou_legacy_offset=legacy))
+        (mask, ) = loss.masks(feats, gts([[0, 0, 4, 4]]), student)
+        torch.testing.assert_close(mask, t(expected).view(1, 1, 2), rtol=0, atol=0)
+
+
 def test_loss_value_and_normalisers():
     # teacher 0; student channel 0 = 1, channel 1 = 2 on level 0 (5 per location),
     # 3 and 3 on level 1 (18 per location). Masked: 5 locations on level 0, 1 on level 1.
@@ -129,8 +157,8 @@ def test_loss_value_and_normalisers():
 
 def test_batch_without_gt_is_zero_and_gradients():
     t_feats = [f.requires_grad_() for f in features()]
-    s_feats = [torch.randn(3, 2, 4, 4, requires_grad=True), torch.randn(3, 2, 2, 2,
-                                                                         requires_grad=True)]
+    s_feats = [torch.randn(3, 2, 4, 4, requires_grad=True),
+               torch.randn(3, 2, 2, 2, requires_grad=True)]
     loss = build()
     empty = gts([], [], [])
     zero = loss(s_feats, t_feats, gt_instances=empty, student=HAND_STUDENT,

@@ -86,6 +86,37 @@ def test_head_loss_matches_loops(normalize):
     assert loss(s, t).item() == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.parametrize('normalize', ['batch', 'image'])
+def test_head_loss_probabilities_match_loops_below_saturation(normalize):
+    # the authors' BCE on probabilities: the same loop value while sigmoid(s) < 1
+    g = torch.Generator().manual_seed(1)
+    s = [torch.randn(2, 6, 3, 4, generator=g), torch.randn(2, 6, 2, 2, generator=g)]
+    t = [torch.randn(2, 6, 3, 4, generator=g) * 2, torch.randn(2, 6, 2, 2, generator=g)]
+    loss = FRSHeadLoss(loss_weight=2.0, normalize=normalize, bce_input='probabilities')
+    expected = 2.0 * sum(eq7_loop(a, b, normalize) for a, b in zip(s, t))
+    assert loss(s, t).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_head_loss_saturated_student_logit():
+    # one location, one channel, teacher logit 0: S = 0.5 = target, the loss is the BCE.
+    # s = 20: sigmoid(20) is exactly 1 in fp32 (above 24 ln 2 = 16.64).
+    # logits: softplus(20) - 0.5 x 20 = 10.000000002, gradient sigmoid(20) - 0.5 = 0.5.
+    # probabilities: -(0.5 log 1 + 0.5 max(log 0, -100)) = 50, gradient exactly 0.
+    t = [torch.zeros(1, 1, 1, 1)]
+    for form, value, grad in (('logits', 10.0, 0.5), ('probabilities', 50.0, 0.0)):
+        s = torch.full((1, 1, 1, 1), 20.0, requires_grad=True)
+        out = FRSHeadLoss(bce_input=form)([s], t)
+        assert out.item() == pytest.approx(value, rel=1e-6)
+        out.backward()
+        assert s.grad.item() == pytest.approx(grad, abs=1e-7)
+    # just below saturation (s = 16.5, sigmoid(s) < 1) it still has sigmoid(s) - 0.5 = 0.5
+    s = torch.full((1, 1, 1, 1), 16.5, requires_grad=True)
+    FRSHeadLoss(bce_input='probabilities')([s], t).backward()
+    assert s.grad.item() == pytest.approx(0.5, rel=1e-3)
+    with pytest.raises(ValueError, match='bce_input'):
+        FRSHeadLoss(bce_input='probs')
+
+
 def test_batch_and_image_normalisation_differ():
     g = torch.Generator().manual_seed(2)
     s, t = torch.randn(2, 2, 3, 3, generator=g), torch.randn(2, 2, 3, 3, generator=g)

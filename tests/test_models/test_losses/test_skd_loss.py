@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmkd_det.models.losses.skd_loss import (PRESETS, SKDLoss, attention_mask,
-                                             attention_masked_loss, channel_attention,
-                                             l2_distance, spatial_attention)
+                                             attention_masked_loss, channel_attention, l2_distance,
+                                             spatial_attention)
 from mmkd_det.registry import MODELS
 
 

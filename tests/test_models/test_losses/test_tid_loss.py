@@ -6,14 +6,11 @@ never recomputed with the function under test.
 import pytest
 import torch
 from mmengine.structures import InstanceData
-from mmdet.structures.bbox import bbox_overlaps
 
-from mmkd_det.models.losses.tid_loss import (TIDLoss, atss_thresholds, classification_score,
-                                             gt_class_probability, information_value,
-                                             key_areas, localization_score, output_value,
-                                             prior_ious, task_score, topk_mask, value_bands,
-                                             weak_areas)
-from mmkd_det.models.utils import decode_dense_outputs
+from mmkd_det.models.losses.tid_loss import (TIDLoss, classification_score, gt_class_probability,
+                                             information_value, key_areas, localization_score,
+                                             output_value, task_score, value_bands, weak_areas)
+from mmkd_det.models.utils import decode_dense_outputs, prior_ious
 from mmkd_det.registry import MODELS
 from tests.conftest import tiny_model_cfg
 
@@ -32,66 +29,6 @@ def assert_equal(actual, expected):
 
 def assert_close(actual, expected):
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
-
-
-# ---------------------------------------------------------------- topk_mask
-# two images, 6 locations, levels of 4 and 2 locations
-RANK = t([0.1, 0.9, 0.3, 0.5, 0.8, 0.2],
-         [0.7, 0.0, 0.6, 0.4, 0.05, 0.95])
-SIZES = [4, 2]
-
-
-def test_topk_mask_image_scope_count():
-    # row 0: 0.9 (1), 0.8 (4); row 1: 0.95 (5), 0.7 (0)
-    assert_equal(topk_mask(RANK, 2, 'image', SIZES),
-                 b([0, 1, 0, 0, 1, 0], [1, 0, 0, 0, 0, 1]))
-
-
-def test_topk_mask_level_scope():
-    # k=2 per level; level 1 has only 2 locations -> both taken
-    # row 0 level 0: 0.9 (1), 0.5 (3); row 1 level 0: 0.7 (0), 0.6 (2)
-    assert_equal(topk_mask(RANK, 2, 'level', SIZES),
-                 b([0, 1, 0, 1, 1, 1], [1, 0, 1, 0, 1, 1]))
-    # fraction per level: ceil(0.25 * 4) = 1 on level 0, ceil(0.25 * 2) = 1 on level 1
-    assert_equal(topk_mask(RANK, 0.25, 'level', SIZES),
-                 b([0, 1, 0, 0, 1, 0], [1, 0, 0, 0, 0, 1]))
-
-
-def test_topk_mask_batch_scope():
-    # 3 over the 12 entries: 0.95 (r1, 5), 0.9 (r0, 1), 0.8 (r0, 4)
-    expected = b([0, 1, 0, 0, 1, 0], [0, 0, 0, 0, 0, 1])
-    assert_equal(topk_mask(RANK, 3, 'batch', SIZES), expected)
-    # 0.25 of 12 = 3
-    assert_equal(topk_mask(RANK, 0.25, 'batch', SIZES), expected)
-
-
-def test_topk_mask_fraction_vs_count_and_ceil():
-    top2 = b([0, 1, 0, 0, 1, 0], [1, 0, 0, 0, 0, 1])
-    # 0.25 * 6 = 1.5 -> ceil 2; 0.2 * 6 = 1.2 -> 2; 0.01 * 6 -> 1
-    assert_equal(topk_mask(RANK, 0.25, 'image', SIZES), top2)
-    assert_equal(topk_mask(RANK, 0.2, 'image', SIZES), top2)
-    assert_equal(topk_mask(RANK, 0.01, 'image', SIZES),
-                 b([0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1]))
-    # 1/6 * 6 is 1 up to rounding: exactly one, not two
-    assert_equal(topk_mask(RANK, 1 / 6, 'image', SIZES),
-                 b([0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1]))
-    # 0.5 * 6 = 3 exactly
-    assert_equal(topk_mask(RANK, 0.5, 'image', SIZES),
-                 b([0, 1, 0, 1, 1, 0], [1, 0, 1, 0, 0, 1]))
-    # int 1 is one location, float 1.0 is all of them; a count above n is n
-    assert int(topk_mask(RANK, 1, 'image', SIZES).sum()) == 2
-    assert bool(topk_mask(RANK, 1.0, 'image', SIZES).all())
-    assert bool(topk_mask(RANK, 100, 'image', SIZES).all())
-
-
-def test_topk_mask_valid_excludes_entries():
-    valid = b([1, 0, 1, 1, 1, 1], [0, 0, 0, 0, 0, 1])
-    # row 0 without 0.9: 0.8 (4), 0.5 (3); row 1: only (5) is valid -> one entry
-    assert_equal(topk_mask(RANK, 2, 'image', SIZES, valid),
-                 b([0, 0, 0, 1, 1, 0], [0, 0, 0, 0, 0, 1]))
-    # nothing valid -> nothing selected
-    none = torch.zeros_like(valid)
-    assert not bool(topk_mask(RANK, 2, 'batch', SIZES, none).any())
 
 
 # ------------------------------------------------------------ Eq. 1: Score_r
@@ -154,46 +91,6 @@ def test_padded_gt_is_never_positive():
     pos, neg = fixed_thrs(1, 2)
     assert_equal(localization_score(iou, pos, neg, 1), t([2.0, 0.4, 0.4]))
     assert_equal(localization_score(iou, pos, neg, 1, mode='iou'), t([1.0, 0.0, 0.0]))
-
-
-# -------------------------------------------------------- ATSS thresholds
-def atss_loop(priors, level_num, gt, topk):
-    """mmdet ATSSAssigner's threshold, one GT at a time."""
-    out = torch.zeros(gt.shape[:2])
-    for i in range(gt.shape[0]):
-        for g in range(gt.shape[1]):
-            box = gt[i, g]
-            cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-            ious, start = [], 0
-            for n in level_num:
-                lvl = priors[start:start + n]
-                start += n
-                pcx, pcy = (lvl[:, 0] + lvl[:, 2]) / 2, (lvl[:, 1] + lvl[:, 3]) / 2
-                dist = ((pcx - cx) ** 2 + (pcy - cy) ** 2).sqrt()
-                order = sorted(range(n), key=lambda j: float(dist[j]))[:topk]
-                ious.append(bbox_overlaps(lvl[order], box[None])[:, 0])
-            ious = torch.cat(ious)
-            mean = ious.sum() / len(ious)
-            std = (((ious - mean) ** 2).sum() / (len(ious) - 1)).sqrt()
-            out[i, g] = mean + std
-    return out
-
-
-def random_boxes(n, g, size=64.0):
-    ctr = torch.rand(n, 2, generator=g) * size
-    wh = torch.rand(n, 2, generator=g) * size / 2 + 2
-    return torch.cat([ctr - wh / 2, ctr + wh / 2], 1)
-
-
-@pytest.mark.parametrize('topk', [5, 9])
-def test_atss_thresholds_match_loop(topk):
-    g = torch.Generator().manual_seed(0)
-    level_num = [20, 12]
-    priors = random_boxes(sum(level_num), g)
-    gt = random_boxes(6, g).view(2, 3, 4)
-    expected = atss_loop(priors, level_num, gt, topk)
-    assert_close(atss_thresholds(priors, level_num, gt, topk), expected)
-    assert atss_thresholds(priors, level_num, gt[:, :0], topk).shape == (2, 0)
 
 
 # ---------------------------------------------------------- Eq. 2: Score_c
@@ -396,6 +293,28 @@ def test_value_bands():
     assert_close(w, t([2.0, 1.0, 0.35, 0.007, 0.05, 0.05]))
 
 
+def test_value_bands_floor_is_monotonic_where_constant_is_not():
+    # v rising; 'constant': the medium band starts at 0.7 x 0.01 = 0.007 < 0.05 of the
+    # low band. 'floor': max(0.7 v, 0.05) below 1, v from 1 on:
+    #   0 -> 0.05, 0.005 -> 0.05, 0.01 -> max(0.007, 0.05) = 0.05,
+    #   0.05 -> max(0.035, 0.05) = 0.05, 1/14 -> 0.05 exactly, 0.1 -> 0.07, 0.5 -> 0.35,
+    #   0.99 -> 0.693, 1 -> 1, 2 -> 2
+    v = torch.tensor([0.0, 0.005, 0.01, 0.05, 1 / 14, 0.1, 0.5, 0.99, 1.0, 2.0])
+    m, w = value_bands(v, low_band='floor')
+    expected = torch.tensor([0.05, 0.05, 0.05, 0.05, 0.05, 0.07, 0.35, 0.693, 1.0, 2.0])
+    assert_close(m, expected)
+    assert_close(w, expected)
+    assert bool((m[1:] >= m[:-1]).all())
+    m_const, _ = value_bands(v, low_band='constant')
+    # V = 0.01 weighs 0.007 under 'constant', 7x less than background's 0.05
+    assert_close(m_const[:4], torch.tensor([0.05, 0.05, 0.007, 0.035]))
+    assert not bool((m_const[1:] >= m_const[:-1]).all())
+    # band alphas still go by v's band: low 4, medium 3, high 2
+    _, w = value_bands(torch.tensor([0.005, 0.01, 0.5, 1.0]), alphas=(2.0, 3.0, 4.0),
+                       low_band='floor')
+    assert_close(w, torch.tensor([0.2, 0.15, 1.05, 2.0]))
+
+
 # ------------------------------------------------------ decode_dense_outputs
 def build_head(kind, **head_kw):
     cfg = tiny_model_cfg(kind, 8)
@@ -578,6 +497,28 @@ def test_tid_loss_value_from_masks(normalize):
     assert all(p.grad is not None for p in loss.adapters.parameters())
     assert student.neck.fpn_convs[0].conv.weight.grad is not None
     assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_tid_loss_floor_low_band_weights():
+    torch.manual_seed(0)
+    student = MODELS.build(tiny_model_cfg('retina', 8)).eval()
+    teacher = MODELS.build(tiny_model_cfg('retina', 16)).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        _, s_cls, s_reg = head_outputs(student, x)
+        _, t_cls, t_reg = head_outputs(teacher, x)
+    args = (s_cls, t_cls, s_reg, t_reg, gt_list(), student, teacher)
+    # every location a key area and a narrow vicinity: some V fall in [0.01, 1/14)
+    floor = TIDLoss(low_band='floor', gamma=1.0, vicinity=0.3).masks(*args)
+    const = TIDLoss(gamma=1.0, vicinity=0.3).masks(*args)
+    v = floor['value']
+    assert_equal(v, const['value'])
+    # 'floor' written out: v from 1 on, else max(0.7 v, 0.05)
+    assert_close(floor['weight'], torch.where(v >= 1, v, (0.7 * v).clamp(min=0.05)))
+    # it differs from 'constant' exactly on the medium band below 1/14
+    differs = (floor['weight'] - const['weight']).abs() > 1e-9
+    assert_equal(differs, (v >= 0.01) & (0.7 * v < 0.05))
+    assert bool(differs.any())
 
 
 def test_single_task_or_area_may_be_a_string():
