@@ -10,11 +10,9 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from mmkd_det.datasets.synthetic import (DISTRACTOR_TYPES, SIZE_BUCKETS,
-                                         SYNTHETIC_CLASSES,
-                                         generate_synthetic_dataset,
-                                         load_coco_stats, render_synthetic_image,
-                                         size_bucket)
+from mmkd_det.datasets.synthetic import (DISTRACTOR_TYPES, SIZE_BUCKETS, SYNTHETIC_CLASSES,
+                                         generate_synthetic_dataset, load_coco_stats,
+                                         render_synthetic_image, size_bucket)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = {
@@ -117,14 +115,14 @@ def test_voc_matches_coco(small_ds):
         for im in coco['images']:
             stem = osp.splitext(im['file_name'])[0]
             jpg = osp.join(voc, 'JPEGImages', im['file_name'])
-            assert _read(jpg) == _read(osp.join(small_ds['out_dir'], 'images', split,
-                                                im['file_name']))
+            assert _read(jpg) == _read(
+                osp.join(small_ds['out_dir'], 'images', split, im['file_name']))
             size, objs = _voc_boxes(osp.join(voc, 'Annotations', stem + '.xml'))
             assert size == (im['width'], im['height'])
             expected = [(SYNTHETIC_CLASSES[a['category_id'] - 1],
                          (a['bbox'][0] + 1, a['bbox'][1] + 1, a['bbox'][0] + a['bbox'][2],
-                          a['bbox'][1] + a['bbox'][3]))
-                        for a in coco['annotations'] if a['image_id'] == im['id']]
+                          a['bbox'][1] + a['bbox'][3])) for a in coco['annotations']
+                        if a['image_id'] == im['id']]
             assert objs == expected  # VOC: 1-based, inclusive corners
 
 
@@ -144,8 +142,8 @@ def test_stats_match_annotations(small_ds):
 
 
 def test_empty_images(tmp_path):
-    info = generate_synthetic_dataset(str(tmp_path / 'empty'), num_train=3, num_val=2,
-                                      empty_prob=1.0, formats=('coco', ))
+    info = generate_synthetic_dataset(
+        str(tmp_path / 'empty'), num_train=3, num_val=2, empty_prob=1.0, formats=('coco', ))
     assert info['voc_root'] is None
     assert not osp.exists(osp.join(info['out_dir'], 'VOC2007'))
     for split, num in (('train', 3), ('val', 2)):
@@ -155,8 +153,8 @@ def test_empty_images(tmp_path):
 
 
 def test_size_buckets_and_distractors_200(tmp_path):
-    info = generate_synthetic_dataset(str(tmp_path / 'b'), num_train=0, num_val=200,
-                                      formats=('coco', ), seed=3)
+    info = generate_synthetic_dataset(
+        str(tmp_path / 'b'), num_train=0, num_val=200, formats=('coco', ), seed=3)
     st = info['stats']['val']
     assert all(st['per_size'][b] > 0 for b in SIZE_BUCKETS), st['per_size']
     assert all(st['per_class'][c] > 0 for c in SYNTHETIC_CLASSES), st['per_class']
@@ -209,9 +207,17 @@ def test_idempotent(tmp_path):
     assert not any(k.startswith('VOC2007') for k in files)
 
 
+def test_generator_arguments_are_checked(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown formats \['yolo'\]"):
+        generate_synthetic_dataset(str(tmp_path), num_train=1, num_val=0, formats=('yolo', ))
+    with pytest.raises(ValueError, match='min_objects=3, max_objects=2'):
+        generate_synthetic_dataset(
+            str(tmp_path), num_train=1, num_val=0, min_objects=3, max_objects=2)
+
+
 def test_cli(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location(
-        'gen_synthetic_cli', osp.join(ROOT, 'tools', 'gen_synthetic.py'))
+        'gen_synthetic_cli', osp.join(ROOT, 'tools', 'misc', 'gen_synthetic.py'))
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     out = str(tmp_path / 'cli')
@@ -227,9 +233,13 @@ def test_coco_eval_of_ground_truth_is_perfect(small_ds):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
     gt = COCO(small_ds['coco']['val'])
-    dets = [dict(image_id=a['image_id'], category_id=a['category_id'],
-                 bbox=[float(v) for v in a['bbox']], score=1.0)
-            for a in gt.dataset['annotations']]
+    dets = [
+        dict(
+            image_id=a['image_id'],
+            category_id=a['category_id'],
+            bbox=[float(v) for v in a['bbox']],
+            score=1.0) for a in gt.dataset['annotations']
+    ]
     ev = COCOeval(gt, gt.loadRes(dets), 'bbox')
     ev.evaluate()
     ev.accumulate()
@@ -283,8 +293,10 @@ def test_mmdet_builds_datasets(small_ds, fmt):
             # mmdet boxes: COCO [x, y, x + w, y + h]; VOC subtracts 1 from the
             # 1-based inclusive corners: [x, y, x + w - 1, y + h - 1]
             off = 0 if fmt == 'coco' else 1
-            expected = [[a['bbox'][0], a['bbox'][1], a['bbox'][0] + a['bbox'][2] - off,
-                         a['bbox'][1] + a['bbox'][3] - off] for a in by_image[img_id]]
+            expected = [[
+                a['bbox'][0], a['bbox'][1], a['bbox'][0] + a['bbox'][2] - off,
+                a['bbox'][1] + a['bbox'][3] - off
+            ] for a in by_image[img_id]]
             assert [inst['bbox'] for inst in info['instances']] == expected
             assert [inst['bbox_label'] for inst in info['instances']] == \
                 [a['category_id'] - 1 for a in by_image[img_id]]
