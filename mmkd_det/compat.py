@@ -13,7 +13,7 @@ import sys
 import torch
 from mmengine.logging import print_log
 
-__all__ = ['apply_patches', 'check_environment', 'cpu_distributed_cfg', 'import_mmrazor_models',
+__all__ = ['apply_patches', 'patch_mmengine_external_configs', 'check_environment', 'cpu_distributed_cfg', 'import_mmrazor_models',
            'load_checkpoint_file', 'patch_mmengine_checkpoint_loading',
            'patch_mmengine_cpu_distributed']
 _FALLBACK_WARNED = set()  # files already reported as loaded with weights_only=False
@@ -198,7 +198,39 @@ def check_environment():
         raise RuntimeError('mmkd_det environment problems:\n  - ' + '\n  - '.join(problems))
 
 
+def patch_mmengine_external_configs():
+    """Let mmengine resolve ``mmkd_det::<folder>/<file>.py`` (in ``_base_`` and in
+    ``mmengine.hub.get_config``) as it resolves ``mmdet::...``.
+
+    mmengine 0.10.7 accepts only the packages of its ``MODULE2PACKAGE`` table
+    (``_get_package_and_cfg_path`` asserts it), and finds a package's ``.mim``
+    under its distribution's location, which for a PEP 660 editable install
+    (tools/setup_env.sh) is site-packages, not the checkout. Adds mmkd_det to the
+    table and answers ``get_installed_path('mmkd_det')`` with the imported
+    package's directory (the same path for a regular install). Delete once an
+    mmengine release lets other packages register (none does up to 0.10.7).
+    """
+    import mmengine.hub  # noqa: F401  (loads mmengine.hub.hub, which keeps its own name)
+    from mmengine.config import config as config_module
+    from mmengine.config import utils as config_utils
+    config_utils.MODULE2PACKAGE.setdefault('mmkd_det', 'mmkd_det')
+    original = config_module.get_installed_path
+    if getattr(original, 'mmkd_det_patched', False):
+        return
+
+    def get_installed_path(package: str) -> str:
+        if package == 'mmkd_det':
+            return os.path.dirname(os.path.abspath(__file__))  # this file is in mmkd_det/
+        return original(package)
+
+    get_installed_path.mmkd_det_patched = True
+    config_module.get_installed_path = get_installed_path
+    sys.modules['mmengine.hub.hub'].get_installed_path = get_installed_path
+
+
 def apply_patches():
-    """Apply the mmengine patches (checkpoint loading, CPU distributed launch). Idempotent."""
+    """Apply the mmengine patches (checkpoint loading, CPU distributed launch,
+    ``mmkd_det::`` configs). Idempotent."""
     patch_mmengine_checkpoint_loading()
     patch_mmengine_cpu_distributed()
+    patch_mmengine_external_configs()

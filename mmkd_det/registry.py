@@ -6,10 +6,9 @@ types are then found without prefixes or ``custom_imports``.
 from mmdet import registry as mmdet_registry
 from mmengine.registry import Registry
 
-_NODES = ('RUNNERS', 'RUNNER_CONSTRUCTORS', 'LOOPS', 'HOOKS', 'DATASETS',
-          'DATA_SAMPLERS', 'TRANSFORMS', 'MODELS', 'MODEL_WRAPPERS',
-          'WEIGHT_INITIALIZERS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
-          'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'METRICS',
+_NODES = ('RUNNERS', 'RUNNER_CONSTRUCTORS', 'LOOPS', 'HOOKS', 'DATASETS', 'DATA_SAMPLERS',
+          'TRANSFORMS', 'MODELS', 'MODEL_WRAPPERS', 'WEIGHT_INITIALIZERS', 'OPTIMIZERS',
+          'OPTIM_WRAPPERS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'METRICS',
           'EVALUATOR', 'TASK_UTILS', 'VISUALIZERS', 'VISBACKENDS', 'LOG_PROCESSORS')
 
 _LOCATIONS = {
@@ -18,10 +17,16 @@ _LOCATIONS = {
     'DATASETS': ['mmkd_det.datasets'],
 }
 
+# The other registries hold only mmdet's and mmengine's types (registered below), so
+# their location is this module. It must not be empty: mmengine treats a package it
+# knows by name (mmkd_det is made known for `mmkd_det::` config names) that sets no
+# location as a pre-0.7 one, and imports `<package>.utils` instead, warning it is absent.
 for _name in _NODES:
     globals()[_name] = Registry(
-        _name.lower(), parent=getattr(mmdet_registry, _name), scope='mmkd_det',
-        locations=_LOCATIONS.get(_name, []))
+        _name.lower(),
+        parent=getattr(mmdet_registry, _name),
+        scope='mmkd_det',
+        locations=_LOCATIONS.get(_name, ['mmkd_det.registry']))
 
 __all__ = list(_NODES)
 

@@ -10,8 +10,9 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import mmkd_det  # noqa: E402,F401
 from mmengine.registry import init_default_scope  # noqa: E402
+
+import mmkd_det  # noqa: E402,F401
 
 init_default_scope('mmkd_det')
 
@@ -34,8 +35,13 @@ def tiny_model_cfg(kind: str, width: int = 8, num_classes: int = 3) -> dict:
     cfg = copy.deepcopy(_CACHE[kind])
     fpn = 2 * width
     stem = [width, 2 * width, 4 * width, 8 * width]
-    cfg['backbone'].update(depth=18, base_channels=width, init_cfg=None, frozen_stages=-1,
-                           norm_eval=False, norm_cfg=dict(type='BN', requires_grad=True))
+    cfg['backbone'].update(
+        depth=18,
+        base_channels=width,
+        init_cfg=None,
+        frozen_stages=-1,
+        norm_eval=False,
+        norm_cfg=dict(type='BN', requires_grad=True))
     start = cfg['neck'].get('start_level', 0)
     cfg['neck'].update(in_channels=stem, out_channels=fpn)
     if kind == 'faster':
@@ -80,13 +86,19 @@ def save_weights(model_cfg: dict, path: str, seed: int = 0) -> str:
 
 @pytest.fixture
 def weights(tmp_path):
+
     def _make(model_cfg, name='teacher.pth', seed=0):
         return save_weights(model_cfg, str(tmp_path / name), seed)
+
     return _make
 
 
-def frs_distiller_cfg(kind='retina', teacher_ckpt=None, t_width=16, s_width=8,
-                      num_classes=3, **overrides) -> dict:
+def frs_distiller_cfg(kind='retina',
+                      teacher_ckpt=None,
+                      t_width=16,
+                      s_width=8,
+                      num_classes=3,
+                      **overrides) -> dict:
     head = 'rpn_head' if kind == 'faster' else 'bbox_head'
     cfg = dict(
         type='Distiller',

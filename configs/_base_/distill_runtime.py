@@ -1,4 +1,10 @@
 # Runtime pieces shared by every distillation config. (Each config sets
 # `default_scope = 'mmkd_det'` itself: mmengine rejects a key defined by two bases.)
-# Evaluate the teacher once before training; logged as teacher/<metric>.
-custom_hooks = [dict(type='TeacherEvalHook')]
+custom_hooks = [
+    # evaluate the teacher once before training; logged as teacher/<metric>
+    dict(type='TeacherEvalHook'),
+    # hand the runner's iter/epoch to the Distiller's warmup_iters / stop_epoch
+    dict(type='DistillationScheduleHook'),
+    # log distill_ratio (distillation / task loss); warn once if off by > 100x
+    dict(type='DistillDiagnosticsHook'),
+]

@@ -1,8 +1,8 @@
 """Evaluate the teacher once before training (catches unloaded teachers early)."""
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from mmkd_det.registry import HOOKS
+from .utils import unwrap_model
 
 
 @HOOKS.register_module()
@@ -23,7 +23,7 @@ class TeacherEvalHook(Hook):
         self.enabled = enabled
 
     def before_train(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = unwrap_model(runner)
         if not self.enabled or not hasattr(model, 'teacher_predict_step') \
                 or runner.val_loop is None:
             return
@@ -31,8 +31,7 @@ class TeacherEvalHook(Hook):
         was_training = model.training
         model.eval()
         for data in loop.dataloader:
-            loop.evaluator.process(data_samples=model.teacher_predict_step(data),
-                                   data_batch=data)
+            loop.evaluator.process(data_samples=model.teacher_predict_step(data), data_batch=data)
         metrics = loop.evaluator.evaluate(len(loop.dataloader.dataset))
         model.train(was_training)
         if not metrics:
@@ -43,6 +42,6 @@ class TeacherEvalHook(Hook):
         metrics = {f'teacher/{k}': v for k, v in metrics.items()}
         runner.message_hub.update_info('teacher_metrics', metrics)
         runner.visualizer.add_scalars(metrics, step=runner.iter)
-        runner.logger.info('Teacher evaluation before training: ' + ', '.join(
-            f'{k}: {v:.4f}' if isinstance(v, float) else f'{k}: {v}'
-            for k, v in metrics.items()))
+        runner.logger.info('Teacher evaluation before training: ' +
+                           ', '.join(f'{k}: {v:.4f}' if isinstance(v, float) else f'{k}: {v}'
+                                     for k, v in metrics.items()))

@@ -6,7 +6,6 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from mmkd_det.registry import MODELS
-from ..utils.pointwise_conv import pointwise_convs
 
 
 @MODELS.register_module()
@@ -15,9 +14,7 @@ class LevelAdapters(BaseModule):
 
     FRS (Du et al., NeurIPS 2021, Eq. 6, :math:`\\phi_{adapt}`) uses a 3x3 conv
     per level; FitNet-style hints use 1x1. Trained with the student, saved in
-    distillation checkpoints, never part of the exported student. 1x1 convs
-    are :class:`~mmkd_det.models.utils.PointwiseConv2d` (an ``nn.Conv2d``,
-    faster on CPU).
+    distillation checkpoints, never part of the exported student.
 
     Args:
         in_channels (Sequence[int]): student channels per level.
@@ -36,9 +33,9 @@ class LevelAdapters(BaseModule):
                              f'and {len(out_channels)} teacher levels.')
         if kernel_size % 2 != 1:
             raise ValueError(f'kernel_size must be odd to keep H, W; got {kernel_size}.')
-        self.convs = pointwise_convs(nn.ModuleList(
+        self.convs = nn.ModuleList(
             nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2)
-            for c_in, c_out in zip(in_channels, out_channels)))
+            for c_in, c_out in zip(in_channels, out_channels))
         self.relu = bool(relu)
 
     def forward(self, feats: Sequence[torch.Tensor]) -> List[torch.Tensor]:

@@ -6,7 +6,6 @@ from mmcv.cnn import NonLocal2d
 from torch import Tensor, nn
 
 from mmkd_det.registry import MODELS
-from ..utils.pointwise_conv import pointwise_convs
 
 
 @MODELS.register_module()
@@ -20,9 +19,7 @@ class SubsampledNonLocal2d(NonLocal2d):
     ``mode`` is any of mmcv's four pairwise functions (embedded Gaussian, dot
     product, Gaussian, concatenation; Table IX of Structured KD). With
     ``zeros_init`` (default) the output BN is zero-initialised, so the block is
-    the identity ``x + W(y) = x`` at initialisation. Its 1x1 convolutions are
-    :class:`~mmkd_det.models.utils.PointwiseConv2d` (mmcv's parameters and
-    state-dict keys; faster on CPU).
+    the identity ``x + W(y) = x`` at initialisation.
 
     mmcv's own ``sub_sample=True`` is a fixed 2x2 pool; mmrazor's FBKD
     connector adds a second pool of ``maxpool_stride`` on top of it (effective
@@ -50,7 +47,6 @@ class SubsampledNonLocal2d(NonLocal2d):
             raise ValueError(f'sub_sample must be a stride >= 1, got {sub_sample}.')
         super().__init__(in_channels, sub_sample=False, reduction=reduction, mode=mode,
                          norm_cfg=norm_cfg, zeros_init=zeros_init, **kwargs)
-        pointwise_convs(self)  # theta, phi, g, W: batched products on CPU (same values)
         self.stride = sub_sample
         self.ceil_mode = ceil_mode
         if sub_sample > 1:

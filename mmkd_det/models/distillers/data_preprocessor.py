@@ -11,8 +11,8 @@ def same_preprocessing(a: BaseDataPreprocessor, b: BaseDataPreprocessor) -> bool
     """True if ``a`` and ``b`` turn a batch into the same tensor."""
     if type(a) is not type(b):
         return False
-    for attr in ('_enable_normalize', '_channel_conversion', 'pad_size_divisor',
-                 'pad_value', 'bgr_to_rgb', 'rgb_to_bgr'):
+    for attr in ('_enable_normalize', '_channel_conversion', 'pad_size_divisor', 'pad_value',
+                 'bgr_to_rgb', 'rgb_to_bgr'):
         if getattr(a, attr, None) != getattr(b, attr, None):
             return False
     if getattr(a, 'batch_augments', None) is not None or \
@@ -42,7 +42,8 @@ class DistillDataPreprocessor(BaseDataPreprocessor):
             tensor, at no cost).
     """
 
-    def __init__(self, student: BaseDataPreprocessor,
+    def __init__(self,
+                 student: BaseDataPreprocessor,
                  teacher: Optional[BaseDataPreprocessor] = None):
         super().__init__()
         self.student = student

@@ -14,14 +14,12 @@ def _extract_state_dict(checkpoint: dict, ckpt: str) -> dict:
         state = {k[len('module.'):]: v for k, v in state.items()}
     if any(k.startswith('student.') for k in state):
         # a checkpoint of a previous distillation run: its student is the teacher
-        print_log(f'teacher_ckpt {ckpt!r} is a Distiller checkpoint; using its student.',
-                  'current')
+        print_log(f'teacher_ckpt {ckpt!r} is a Distiller checkpoint; using its student.', 'current')
         state = {k[len('student.'):]: v for k, v in state.items() if k.startswith('student.')}
     return state
 
 
-def load_teacher_checkpoint(teacher: nn.Module, ckpt: Optional[str],
-                            strict: bool = True) -> None:
+def load_teacher_checkpoint(teacher: nn.Module, ckpt: Optional[str], strict: bool = True) -> None:
     """Load ``ckpt`` (path or URL) into ``teacher`` on the CPU.
 
     Raises a clear error for a missing file, an unreachable URL, tensors of the
@@ -50,9 +48,10 @@ def load_teacher_checkpoint(teacher: nn.Module, ckpt: Optional[str],
         raise
     state = _extract_state_dict(checkpoint, ckpt)
     own = teacher.state_dict()
-    wrong = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-             for k, v in state.items() if k in own and hasattr(v, 'shape')
-             and v.shape != own[k].shape]
+    wrong = [
+        f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+        for k, v in state.items() if k in own and hasattr(v, 'shape') and v.shape != own[k].shape
+    ]
     if wrong:
         raise RuntimeError(
             f'teacher_ckpt {ckpt!r} does not match the teacher config: {len(wrong)} tensors '

@@ -48,7 +48,7 @@ from mmcv.cnn import ContextBlock
 from torch import Tensor, nn
 
 from mmkd_det.registry import MODELS
-from ..utils import pad_gt, pointwise_convs
+from ..utils import pad_gt
 from .base_distill_loss import BaseDistillLoss, Shapes
 
 #: The authors' config hyper-parameters (``configs/distillers/fgd``). ``retinanet``
@@ -182,11 +182,9 @@ class FGDLoss(BaseDistillLoss):
         super().setup(shapes, name)
         if self.lambda_fgd > 0:
             channels = [s[1] for s in shapes['t_feats']]
-            # mmcv's GcBlock; its 1x1 convs as batched products on CPU (same values)
-            self.gc_student = pointwise_convs(
-                nn.ModuleList(ContextBlock(c, ratio=0.5) for c in channels))
-            self.gc_teacher = pointwise_convs(
-                nn.ModuleList(ContextBlock(c, ratio=0.5) for c in channels))
+            # mmcv's GcBlock, one per level and model
+            self.gc_student = nn.ModuleList(ContextBlock(c, ratio=0.5) for c in channels)
+            self.gc_teacher = nn.ModuleList(ContextBlock(c, ratio=0.5) for c in channels)
 
     # ----------------------------------------------------------------- masks
     def _frames(self, batch_img_metas: Sequence[dict], batch: int, device) -> Tensor:

@@ -45,7 +45,6 @@ from torch import Tensor, nn
 
 from mmkd_det.registry import MODELS
 from ..connectors import SubsampledNonLocal2d
-from ..utils import PointwiseConv2d
 from .base_distill_loss import BaseDistillLoss
 
 #: Named settings. ``paper_*``: §IV-A's hyper-parameters with Eqs. 2-4 as
@@ -276,7 +275,7 @@ class SKDLoss(BaseDistillLoss):
                             ceil_mode=self.nonlocal_cfg.get('ceil_mode', True))
                 self.student_nonlocal.append(SubsampledNonLocal2d(cs, **make))
                 self.teacher_nonlocal.append(SubsampledNonLocal2d(ct, **make))
-                self.nonlocal_adapters.append(PointwiseConv2d(cs, ct, 1))
+                self.nonlocal_adapters.append(nn.Conv2d(cs, ct, 1))
         self._student_resize = self._needs_resize.get('s_feats', False)
 
     # ---------------------------------------------------------------- forward

@@ -31,11 +31,10 @@ def find_module(model: nn.Module, path: str, model_name: str = 'model') -> nn.Mo
         if path not in modules and path.startswith(prefix):
             path = path[len(prefix):]
     if path not in modules:
-        raise KeyError(
-            f'Unknown recorded module {path!r} in the {model_name}. '
-            f'Close names: {_suggest(path, [n for n in modules if n])}. '
-            f'Fix the `source` of this recorder in the config '
-            f'(print the {model_name} to list its module names).')
+        raise KeyError(f'Unknown recorded module {path!r} in the {model_name}. '
+                       f'Close names: {_suggest(path, [n for n in modules if n])}. '
+                       f'Fix the `source` of this recorder in the config '
+                       f'(print the {model_name} to list its module names).')
     return modules[path]
 
 
@@ -64,13 +63,12 @@ class ModuleOutputsRecorder:
         model_name (str): used in error messages.
     """
 
-    def __init__(self, model: nn.Module, sources: Dict[str, dict],
-                 model_name: str = 'model'):
+    def __init__(self, model: nn.Module, sources: Dict[str, dict], model_name: str = 'model'):
         self.model_name = model_name
         self.specs = {k: dict(v) for k, v in sources.items()}
         self._buffers: Dict[str, List] = {k: [] for k in sources}
         self._versions: Dict[str, List[tuple]] = {k: [] for k in sources}
-        self._overwritten: set = set()   # found modified before make_contiguous copied them
+        self._overwritten: set = set()  # found modified before make_contiguous copied them
         self._active = False
         self._handles = []
         for name, spec in self.specs.items():
@@ -85,10 +83,12 @@ class ModuleOutputsRecorder:
             self._handles.append(module.register_forward_hook(self._make_hook(name)))
 
     def _make_hook(self, name: str):
+
         def hook(module, inputs, output):
             if self._active:
                 self._buffers[name].append(output)
                 self._versions[name].append(_versions(output))
+
         return hook
 
     def __enter__(self) -> 'ModuleOutputsRecorder':
@@ -118,6 +118,7 @@ class ModuleOutputsRecorder:
         """Give every recorded tensor (in tuples and lists too) the contiguous
         layout (e.g. after a channels-last forward); already contiguous ones
         are kept as they are."""
+
         def convert(obj):
             if isinstance(obj, torch.Tensor):
                 return obj.contiguous()
@@ -125,6 +126,7 @@ class ModuleOutputsRecorder:
                 items = [convert(o) for o in obj]
                 return type(obj)(*items) if hasattr(obj, '_fields') else type(obj)(items)
             return obj
+
         for name, buf in self._buffers.items():
             if self._is_modified(name):
                 self._overwritten.add(name)
@@ -210,4 +212,3 @@ def disable_inplace(model: nn.Module) -> int:
         if isinstance(act_cfg, dict) and act_cfg.get('inplace'):
             act_cfg['inplace'] = False
     return changed
-

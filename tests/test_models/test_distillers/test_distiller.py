@@ -14,8 +14,11 @@ from tests.conftest import frs_distiller_cfg, tiny_model_cfg
 
 def batch(num_items=(3, 0), size=64, seed=0):
     torch.manual_seed(seed)
-    return demo_mm_inputs(batch_size=len(num_items), image_shapes=[(3, size, size)] *
-                          len(num_items), num_items=list(num_items), num_classes=3)
+    return demo_mm_inputs(
+        batch_size=len(num_items),
+        image_shapes=[(3, size, size)] * len(num_items),
+        num_items=list(num_items),
+        num_classes=3)
 
 
 @pytest.fixture
@@ -53,14 +56,15 @@ def test_training_steps_change_student_not_teacher(retina):
     optim = OptimWrapper(torch.optim.SGD(distiller.parameters(), lr=0.01, momentum=0.9))
     distiller.train()
     for i in range(2):
-        MessageHub.get_current_instance().update_info('iter', i)
         log = distiller.train_step(batch(seed=i), optim)
         assert 'distill.loss_frs_fpn' in log and 'distill.loss_frs_cls' in log
         assert 'loss_cls' in log
     for k, v in distiller.teacher.state_dict().items():
         assert torch.equal(v, teacher_before[k]), f'teacher changed: {k}'
-    changed = [k for k, v in distiller.student.state_dict().items()
-               if v.dtype.is_floating_point and not torch.equal(v, student_before[k])]
+    changed = [
+        k for k, v in distiller.student.state_dict().items()
+        if v.dtype.is_floating_point and not torch.equal(v, student_before[k])
+    ]
     assert changed
 
 
@@ -69,7 +73,6 @@ def test_losses_equal_direct_computation(retina):
     distiller, _ = retina
     distiller.eval()  # fixed BN so the direct recomputation is identical
     data = distiller.data_preprocessor(batch(), True)
-    MessageHub.get_current_instance().update_info('iter', 10 ** 6)
     losses = distiller(**data, mode='loss')
     x = data['inputs']
     with torch.no_grad():
@@ -86,19 +89,16 @@ def test_losses_equal_direct_computation(retina):
 def test_warmup_and_stop_epoch(weights):
     ckpt = weights(tiny_model_cfg('retina', 16))
     d = MODELS.build(frs_distiller_cfg('retina', ckpt, warmup_iters=10, stop_epoch=2))
-    hub = MessageHub.get_current_instance()
-    hub.update_info('epoch', 0)
-    hub.update_info('iter', 4)
+    d.set_progress(iter=4, epoch=0)
     assert d.distill_scale() == pytest.approx(0.5)
-    hub.update_info('iter', 50)
+    d.set_progress(iter=50, epoch=0)
     assert d.distill_scale() == 1.0
-    hub.update_info('epoch', 2)
+    d.set_progress(iter=50, epoch=2)
     losses = d(**d.data_preprocessor(batch(), True), mode='loss')
     assert 'distill.loss_frs_fpn' not in losses
     assert losses['distill.loss_stopped'].item() == 0.0
     losses['distill.loss_stopped'].backward()  # every adapter gets a (zero) gradient
     assert all(p.grad is not None for p in d.distill_losses.parameters())
-    hub.update_info('epoch', 0)
 
 
 @pytest.mark.parametrize('kind', ['gfl', 'fcos', 'faster', 'atss'])
@@ -106,7 +106,6 @@ def test_other_detectors_build_and_compute(kind, weights):
     ckpt = weights(tiny_model_cfg(kind, 16))
     d = MODELS.build(frs_distiller_cfg(kind, ckpt))
     assert d.teacher_heads == (['rpn_head'] if kind == 'faster' else ['bbox_head'])
-    MessageHub.get_current_instance().update_info('iter', 0)
     losses = d(**d.data_preprocessor(batch(), True), mode='loss')
     assert losses['distill.loss_frs_fpn'].item() > 0
     assert losses['distill.loss_frs_cls'].item() > 0
@@ -125,8 +124,9 @@ def test_teacher_only_runs_what_losses_need(weights):
     ckpt = weights(tiny_model_cfg('retina', 16))
     cfg = frs_distiller_cfg('retina', ckpt)
     cfg['recorders'] = dict(fpn=dict(source='neck'))
-    cfg['distill_losses'] = dict(loss_fit=dict(
-        type='FRSFeatureLoss', inputs=dict(t_logits='teacher.fpn')))  # any tensor list
+    cfg['distill_losses'] = dict(
+        loss_fit=dict(type='FRSFeatureLoss',
+                      inputs=dict(t_logits='teacher.fpn')))  # any tensor list
     d = MODELS.build(cfg)
     assert d.teacher_heads == []
     calls = []
@@ -201,7 +201,7 @@ def test_teacher_student_num_classes_mismatch(weights):
 def test_unknown_recorded_module_suggests_names(weights):
     cfg = frs_distiller_cfg('retina', weights(tiny_model_cfg('retina', 16)))
     cfg['recorders']['cls'] = dict(source='bbox_head.retina_clss')
-    with pytest.raises(KeyError, match="retina_cls"):
+    with pytest.raises(KeyError, match='retina_cls'):
         MODELS.build(cfg)
 
 
@@ -251,8 +251,13 @@ def test_detection_aware_loss_receives_gt_metas_strides_and_models(weights):
         default_inputs = dict(s_feats='student.fpn')
 
         def forward(self, s_feats, gt_instances, batch_img_metas, strides, student, teacher):
-            seen.update(gt=gt_instances, metas=batch_img_metas, strides=strides,
-                        student=student, teacher=teacher, levels=len(s_feats))
+            seen.update(
+                gt=gt_instances,
+                metas=batch_img_metas,
+                strides=strides,
+                student=student,
+                teacher=teacher,
+                levels=len(s_feats))
             return s_feats[0].sum() * 0
 
     ckpt = weights(tiny_model_cfg('retina', 16))
@@ -279,8 +284,8 @@ def test_inherit_from_teacher_copies_neck_and_head_and_survives_init_weights(wei
     """FGD/MGD's inheriting strategy: student neck + head start as the teacher's (same
     widths); the backbone does not; the runner's init_weights does not undo it."""
     ckpt = weights(tiny_model_cfg('retina', 16))
-    d = MODELS.build(frs_cfg('retina', ckpt, t_width=16, s_width=16,
-                             inherit_from_teacher=('neck', 'bbox_head')))
+    d = MODELS.build(
+        frs_cfg('retina', ckpt, t_width=16, s_width=16, inherit_from_teacher=('neck', 'bbox_head')))
     d.init_weights()
     for prefix in ('neck', 'bbox_head'):
         s_state = getattr(d.student, prefix).state_dict()
@@ -295,39 +300,61 @@ def test_inherit_from_teacher_copies_neck_and_head_and_survives_init_weights(wei
 def test_inherit_from_teacher_errors(weights, frs_cfg):
     ckpt = weights(tiny_model_cfg('retina', 16))
     with pytest.raises(ValueError, match='cannot take the teacher.s weights'):
-        MODELS.build(frs_cfg('retina', ckpt, t_width=16, s_width=8,
-                             inherit_from_teacher=('neck', )))
+        MODELS.build(
+            frs_cfg('retina', ckpt, t_width=16, s_width=8, inherit_from_teacher=('neck', )))
     with pytest.raises(KeyError, match='not a sub-module of both'):
-        MODELS.build(frs_cfg('retina', ckpt, t_width=16, s_width=16,
-                             inherit_from_teacher=('roi_head', )))
+        MODELS.build(
+            frs_cfg('retina', ckpt, t_width=16, s_width=16, inherit_from_teacher=('roi_head', )))
 
 
 def test_distill_to_task_ratio_is_logged_and_warned_once(weights, frs_cfg, monkeypatch):
     """distill_ratio = distillation / task loss (hand sum of the logged terms); a ratio
     off by more than 100x either way is a warning naming the losses, once."""
-    from mmkd_det.models.distillers import distiller as mod
+    from mmkd_det.engine.hooks import distill_diagnostics_hook as mod
     calls = []
     monkeypatch.setattr(mod, 'print_log', lambda msg, **kw: calls.append(msg))
     ckpt = weights(tiny_model_cfg('retina', 16))
     for weight, words in ((1e6, 'swamp'), (1e-9, 'almost nothing')):
         cfg = frs_cfg('retina', ckpt)
-        cfg['distill_losses'] = dict(loss_frs_fpn=dict(type='FRSFeatureLoss',
-                                                       loss_weight=weight))
+        cfg['distill_losses'] = dict(loss_frs_fpn=dict(type='FRSFeatureLoss', loss_weight=weight))
         d = MODELS.build(cfg)
         d.train()
         calls.clear()
+        runner = _HookRunner(d)
         for i in range(2):
-            MessageHub.get_current_instance().update_info('iter', i)
             losses = d(**d.data_preprocessor(batch(seed=i), True), mode='loss')
+            runner.step(i, losses)
         task = sum(v.sum() if not isinstance(v, list) else sum(x.sum() for x in v)
                    for k, v in losses.items() if 'loss' in k and not k.startswith('distill'))
         expected = losses['distill.loss_frs_fpn'].item() / task.item()
-        assert losses['distill_ratio'].item() == pytest.approx(expected, rel=1e-5)
+        assert runner.logged('distill_ratio') == pytest.approx(expected, rel=1e-5)
         assert len(calls) == 1 and words in calls[0] and 'loss_frs_fpn' in calls[0]
-    d = MODELS.build(frs_cfg('retina', ckpt))   # the shipped weights: no warning
+    d = MODELS.build(frs_cfg('retina', ckpt))  # the shipped weights: no warning
     calls.clear()
-    d(**d.data_preprocessor(batch(), True), mode='loss')
+    _HookRunner(d).step(0, d(**d.data_preprocessor(batch(), True), mode='loss'))
     assert not calls
+
+
+class _HookRunner:
+    """What the runner does with one step's losses: parse them, put them in the
+    message hub (RuntimeInfoHook), then run DistillDiagnosticsHook."""
+
+    def __init__(self, model):
+        from mmengine.hooks import RuntimeInfoHook
+
+        from mmkd_det.engine.hooks import DistillDiagnosticsHook
+        self.model, self.iter = model, 0
+        self.message_hub = MessageHub.get_instance(f'diagnostics_{id(self)}')
+        self.hooks = [RuntimeInfoHook(), DistillDiagnosticsHook()]
+
+    def step(self, i, losses):
+        self.iter = i
+        _, log_vars = self.model.parse_losses(losses)
+        for hook in self.hooks:
+            hook.after_train_iter(self, i, None, log_vars)
+
+    def logged(self, key):
+        return self.message_hub.get_scalar(f'train/{key}').current()
 
 
 def trained_bn_teacher(path, seed=1):
@@ -359,7 +386,6 @@ def test_fused_teacher_bn_gives_the_unfused_features_and_losses(tmp_path):
     with torch.no_grad():
         for a, b in zip(fused.teacher.extract_feat(x), plain.teacher.extract_feat(x)):
             assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * b.abs().max().item())
-    MessageHub.get_current_instance().update_info('iter', 10 ** 6)
     fused.eval()
     plain.eval()
     data = fused.data_preprocessor(batch(), True)
@@ -370,18 +396,20 @@ def test_fused_teacher_bn_gives_the_unfused_features_and_losses(tmp_path):
 
 def test_teacher_bn_fusion_that_changes_features_is_undone(tmp_path, monkeypatch):
     import mmcv.cnn
-    from mmkd_det.models.distillers import distiller as mod
+
+    from mmkd_det.models.distillers import teacher as mod
     calls = []
     monkeypatch.setattr(mod, 'print_log', lambda msg, **kw: calls.append(msg))
 
     fuse = mmcv.cnn.fuse_conv_bn
 
-    def broken_fuse(module):   # folds, then corrupts the folded weights
+    def broken_fuse(module):  # folds, then corrupts the folded weights
         fuse(module)
         for m in module.modules():
             if isinstance(m, torch.nn.Conv2d):
                 m.weight.data.mul_(1.5)
         return module
+
     monkeypatch.setattr(mmcv.cnn, 'fuse_conv_bn', broken_fuse)
     ckpt = trained_bn_teacher(str(tmp_path / 't.pth'))
     d = MODELS.build(frs_distiller_cfg('retina', ckpt))
@@ -415,7 +443,6 @@ def test_teacher_channels_last_same_records_in_nchw(option, weights):
         for a, b in zip(got, want):
             assert a.is_contiguous() and a.shape == b.shape
             assert torch.allclose(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item())
-    MessageHub.get_current_instance().update_info('iter', 10 ** 6)
     d.eval()
     ref.eval()
     data = d.data_preprocessor(batch(), True)
@@ -443,7 +470,6 @@ def test_inplace_activations_kept_when_no_record_is_overwritten(weights):
     d.load_state_dict(ref.state_dict())
     assert _inplace_modules(ref.student) == _inplace_modules(ref.teacher) == 0
     assert _inplace_modules(d.student) > 0 and _inplace_modules(d.teacher) > 0
-    MessageHub.get_current_instance().update_info('iter', 10 ** 6)
     data = d.data_preprocessor(batch(), True)
     grads = []
     for model in (d, ref):
@@ -452,12 +478,14 @@ def test_inplace_activations_kept_when_no_record_is_overwritten(weights):
         total, _ = model.parse_losses(losses)
         model.zero_grad()
         total.backward()
-        grads.append({n: p.grad.clone() for n, p in model.student.named_parameters()
-                      if p.grad is not None})
-        grads[-1]['losses'] = torch.stack([losses[k] for k in
-                                           ('distill.loss_frs_fpn', 'distill.loss_frs_cls')])
+        grads.append({
+            n: p.grad.clone()
+            for n, p in model.student.named_parameters() if p.grad is not None
+        })
+        grads[-1]['losses'] = torch.stack(
+            [losses[k] for k in ('distill.loss_frs_fpn', 'distill.loss_frs_cls')])
     assert grads[0].keys() == grads[1].keys()
-    for k in grads[0]:   # float rounding (different kernels' summation orders)
+    for k in grads[0]:  # float rounding (different kernels' summation orders)
         a, b = grads[0][k], grads[1][k]
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * b.abs().max().item()), k
 
@@ -467,8 +495,9 @@ def _bn_record_cfg(ckpt, source, **overrides):
     or a residual ``+=`` follows it)."""
     cfg = frs_distiller_cfg('retina', ckpt, **overrides)
     cfg['recorders'] = dict(bn=dict(source=source))
-    cfg['distill_losses'] = dict(loss_fitnet=dict(
-        type='FitNetLoss', inputs=dict(s_feats='student.bn', t_feats='teacher.bn')))
+    cfg['distill_losses'] = dict(
+        loss_fitnet=dict(
+            type='FitNetLoss', inputs=dict(s_feats='student.bn', t_feats='teacher.bn')))
     return cfg
 
 
@@ -481,17 +510,18 @@ def test_inplace_activation_after_a_record_is_disabled_or_refused(weights):
     x = torch.randn(2, 3, 64, 64)
     d._teacher_forward(x)
     rec = d.teacher_recorder.get('bn')[0]
-    assert (rec < 0).any()                     # the pre-ReLU values, not overwritten
+    assert (rec < 0).any()  # the pre-ReLU values, not overwritten
     block = d.teacher.backbone.layer1[0]
     stem = d.teacher.backbone
     with torch.no_grad():
         want = block.bn1(block.conv1(stem.maxpool(stem.relu(stem.bn1(stem.conv1(x))))))
     assert torch.allclose(rec, want, atol=1e-5)
-    with pytest.raises(ValueError, match=r"Records \['bn'\] of the student.*'auto' or "
-                                         r"'disable'"):
+    with pytest.raises(
+            ValueError, match=r"Records \['bn'\] of the student.*'auto' or "
+            r"'disable'"):
         MODELS.build(_bn_record_cfg(ckpt, 'backbone.layer1.0.bn1', inplace_activations='keep'))
     # bn2's output takes the residual `out += identity`: no setting can keep it
     with pytest.raises(ValueError, match=r'residual `\+=`.*record another module'):
         MODELS.build(_bn_record_cfg(ckpt, 'backbone.layer1.0.bn2'))
-    with pytest.raises(ValueError, match="inplace_activations must be one of"):
+    with pytest.raises(ValueError, match='inplace_activations must be one of'):
         MODELS.build(frs_distiller_cfg('retina', ckpt, inplace_activations='off'))

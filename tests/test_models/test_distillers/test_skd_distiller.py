@@ -9,7 +9,6 @@ import sys
 import torch
 from mmdet.testing import demo_mm_inputs
 from mmengine.config import Config
-from mmengine.logging import MessageHub
 
 from mmkd_det.apis import student_checkpoint
 from mmkd_det.registry import MODELS
@@ -23,21 +22,24 @@ def test_skd_trains_student_and_its_modules_not_the_teacher(weights):
     terms are logged, every SKD module (adapters, both non-local blocks) and the
     student get gradients, the teacher none, and the exported student has no SKD keys."""
     ckpt = weights(tiny_model_cfg('faster', 16))
-    d = MODELS.build(dict(
-        type='Distiller', student=tiny_model_cfg('faster', 8),
-        teacher=tiny_model_cfg('faster', 16), teacher_ckpt=ckpt,
-        recorders=dict(fpn=dict(source='neck')),
-        distill_losses=dict(loss_skd=dict(type='SKDLoss', nonlocal_cfg=dict(sub_sample=2))),
-        probe_size=64))
+    d = MODELS.build(
+        dict(
+            type='Distiller',
+            student=tiny_model_cfg('faster', 8),
+            teacher=tiny_model_cfg('faster', 16),
+            teacher_ckpt=ckpt,
+            recorders=dict(fpn=dict(source='neck')),
+            distill_losses=dict(loss_skd=dict(type='SKDLoss', nonlocal_cfg=dict(sub_sample=2))),
+            probe_size=64))
     d.train()
-    MessageHub.get_current_instance().update_info('iter', 0)
     torch.manual_seed(0)
-    data = demo_mm_inputs(batch_size=2, image_shapes=[(3, 64, 64)] * 2, num_items=[2, 1],
-                          num_classes=3)
+    data = demo_mm_inputs(
+        batch_size=2, image_shapes=[(3, 64, 64)] * 2, num_items=[2, 1], num_classes=3)
     losses = d(**d.data_preprocessor(data, True), mode='loss')
     terms = {k: v for k, v in losses.items() if k.startswith('distill.loss_skd.')}
-    assert sorted(terms) == ['distill.loss_skd.loss_am', 'distill.loss_skd.loss_at',
-                             'distill.loss_skd.loss_nld']
+    assert sorted(terms) == [
+        'distill.loss_skd.loss_am', 'distill.loss_skd.loss_at', 'distill.loss_skd.loss_nld'
+    ]
     total, log = d.parse_losses(losses)
     assert all(k in log for k in terms)
     d.zero_grad()
@@ -63,16 +65,29 @@ def test_mask_rcnn_student_trains_and_evaluates_bbox_and_segm(tmp_path):
     teacher_cfg = Config.fromfile(osp.join(ROOT, 'configs/mask_rcnn/mask_rcnn_r18w48_synthetic.py'))
     ckpt = save_weights(teacher_cfg.model, str(tmp_path / 'teacher.pth'))
     ann = data + 'annotations/instances_val.json'
-    opts = [f'model.teacher_ckpt={ckpt}', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
-            'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
-            'val_dataloader.num_workers=0', 'default_hooks.logger.interval=1',
-            'custom_hooks=[]', f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}']
+    opts = [
+        f'model.teacher_ckpt={ckpt}',
+        'train_cfg.max_epochs=1',
+        'train_cfg.val_interval=1',
+        'train_dataloader.batch_size=4',
+        'train_dataloader.num_workers=0',
+        'val_dataloader.num_workers=0',
+        'default_hooks.logger.interval=1',
+        'custom_hooks.0.enabled=False',  # TeacherEvalHook: no teacher evaluation
+        f'val_evaluator.ann_file={ann}',
+        f'test_evaluator.ann_file={ann}'
+    ]
     opts += [f'{k}_dataloader.dataset.data_root={data}' for k in ('train', 'val', 'test')]
-    proc = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools/train.py'),
-         osp.join(ROOT, 'configs/skd/skd_mask_rcnn_r18w48_r18w32_synthetic.py'),
-         '--work-dir', str(tmp_path / 'work'), '--cfg-options', *opts],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools/train.py'),
+        osp.join(ROOT, 'configs/skd/skd_mask_rcnn_r18w48_r18w32_synthetic.py'), '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options', *opts
+    ],
+                          cwd=ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (scalars, ) = glob.glob(str(tmp_path / 'work' / '*' / 'vis_data' / 'scalars.json'))
     records = [json.loads(line) for line in open(scalars)]

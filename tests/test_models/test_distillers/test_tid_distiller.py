@@ -2,7 +2,6 @@
 import pytest
 import torch
 from mmdet.testing import demo_mm_inputs
-from mmengine.logging import MessageHub
 from mmengine.structures import InstanceData
 
 from mmkd_det.registry import MODELS
@@ -15,8 +14,10 @@ def tid_distiller_cfg(kind, teacher_ckpt, t_width=16, s_width=8, **loss_kw):
         student=tiny_model_cfg(kind, s_width),
         teacher=tiny_model_cfg(kind, t_width),
         teacher_ckpt=teacher_ckpt,
-        recorders=dict(fpn=dict(source='neck'), cls=dict(source='bbox_head', index=0),
-                       reg=dict(source='bbox_head', index=1)),
+        recorders=dict(
+            fpn=dict(source='neck'),
+            cls=dict(source='bbox_head', index=0),
+            reg=dict(source='bbox_head', index=1)),
         distill_losses=dict(loss_tid=dict(type='TIDLoss', loss_weight=1.0, **loss_kw)),
         probe_size=64)
 
@@ -24,8 +25,8 @@ def tid_distiller_cfg(kind, teacher_ckpt, t_width=16, s_width=8, **loss_kw):
 def tid_batch(size=64, seed=0):
     """Image 0: three GT boxes, one touching the left/top image border; image 1: none."""
     torch.manual_seed(seed)
-    data = demo_mm_inputs(batch_size=2, image_shapes=[(3, size, size)] * 2, num_items=[3, 0],
-                          num_classes=3)
+    data = demo_mm_inputs(
+        batch_size=2, image_shapes=[(3, size, size)] * 2, num_items=[3, 0], num_classes=3)
     data['data_samples'][0].gt_instances = InstanceData(
         bboxes=torch.tensor([[0.0, 0.0, 20.0, 30.0], [24.0, 16.0, 56.0, 48.0],
                              [40.0, 44.0, 52.0, 60.0]]),
@@ -43,7 +44,6 @@ def test_tid_loss_trains_student_and_adapters_only(kind, loss_kw, weights):
     ckpt = weights(tiny_model_cfg(kind, 16))
     d = MODELS.build(tid_distiller_cfg(kind, ckpt, **loss_kw))
     d.train()
-    MessageHub.get_current_instance().update_info('iter', 0)
     losses = d(**d.data_preprocessor(tid_batch(), True), mode='loss')
     value = losses['distill.loss_tid']
     assert value.dim() == 0 and torch.isfinite(value) and value.item() >= 0
@@ -64,7 +64,7 @@ def test_tid_loss_trains_student_and_adapters_only(kind, loss_kw, weights):
 def test_teacher_equal_to_student_has_no_weak_area(kind, weights, monkeypatch):
     ckpt = weights(tiny_model_cfg(kind, 8))
     cfg = tid_distiller_cfg(kind, ckpt, t_width=8, s_width=8)
-    d = MODELS.build(dict(cfg, fuse_teacher_bn=False))   # teacher weights = student's
+    d = MODELS.build(dict(cfg, fuse_teacher_bn=False))  # teacher weights = student's
     d.student.load_state_dict(d.teacher.state_dict())
     d.eval()  # BN on running stats in both models: identical head outputs
     loss = d.distill_losses['loss_tid']
@@ -76,7 +76,6 @@ def test_teacher_equal_to_student_has_no_weak_area(kind, weights, monkeypatch):
         return seen[-1]
 
     monkeypatch.setattr(loss, 'masks', record)
-    MessageHub.get_current_instance().update_info('iter', 0)
     losses = d(**d.data_preprocessor(tid_batch(), True), mode='loss')
     assert torch.isfinite(losses['distill.loss_tid'])
     assert len(seen) == 1
@@ -87,16 +86,18 @@ def test_teacher_equal_to_student_has_no_weak_area(kind, weights, monkeypatch):
 
 
 def test_visual_maps_give_per_level_tid_masks(weights):
-    """Distiller.visual_maps (tools/visualize_masks.py) returns TID's four Fig. 4
+    """loss_visual_maps (the mask visualisation tool) returns TID's four Fig. 4
     maps per FPN level, at each level's H, W, equal to masks() split by level."""
+    from mmkd_det.models.distillers import loss_visual_maps
     from mmkd_det.models.losses.tid_loss import split_levels
     ckpt = weights(tiny_model_cfg('retina', 16))
     d = MODELS.build(tid_distiller_cfg('retina', ckpt, low_band='scaled'))
     d.eval()
     batch = d.data_preprocessor(tid_batch(), False)
-    maps = d.visual_maps(batch['inputs'], batch['data_samples'])['loss_tid']
-    assert list(maps) == ['key area (Eq. 4)', 'weak area (Eq. 5)', 'V_information (Eq. 9)',
-                          'M (Eq. 11)']
+    maps = loss_visual_maps(d, batch['inputs'], batch['data_samples'])['loss_tid']
+    assert list(maps) == [
+        'key area (Eq. 4)', 'weak area (Eq. 5)', 'V_information (Eq. 9)', 'M (Eq. 11)'
+    ]
     feats = d.student.extract_feat(batch['inputs'])
     for levels in maps.values():
         assert [tuple(m.shape) for m in levels] == [(2, *f.shape[-2:]) for f in feats]
@@ -106,9 +107,10 @@ def test_visual_maps_give_per_level_tid_masks(weights):
     # records were released after the call
     assert all(not buf for buf in d.student_recorder._buffers.values())
     with torch.no_grad():
-        assert torch.equal(split_levels(torch.cat([m.flatten(1) for m in maps['M (Eq. 11)']], 1),
-                                        [m.shape[-2:] for m in maps['M (Eq. 11)']])[0],
-                           maps['M (Eq. 11)'][0])
+        assert torch.equal(
+            split_levels(
+                torch.cat([m.flatten(1) for m in maps['M (Eq. 11)']], 1),
+                [m.shape[-2:] for m in maps['M (Eq. 11)']])[0], maps['M (Eq. 11)'][0])
 
 
 @pytest.mark.parametrize('kind', ['retina', 'gfl'])
@@ -123,7 +125,6 @@ def test_batch_without_any_gt(kind, weights):
     data = tid_batch()
     data['data_samples'][0].gt_instances = InstanceData(
         bboxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.long))
-    MessageHub.get_current_instance().update_info('iter', 0)
     losses = d(**d.data_preprocessor(data, True), mode='loss')
     assert losses['distill.loss_tid'].item() == 0.0
 

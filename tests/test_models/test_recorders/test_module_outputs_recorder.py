@@ -2,11 +2,12 @@ import pytest
 import torch
 from torch import nn
 
-from mmkd_det.models.recorders import (ModuleOutputsRecorder, RecordError,
-                                       disable_inplace, find_module)
+from mmkd_det.models.recorders import (ModuleOutputsRecorder, RecordError, disable_inplace,
+                                       find_module)
 
 
 class Toy(nn.Module):
+
     def __init__(self):
         super().__init__()
         self.neck = nn.Conv2d(2, 2, 1)
@@ -22,19 +23,19 @@ class Toy(nn.Module):
 
 def test_records_per_call_index_and_reset():
     model = Toy()
-    disable_inplace(model)   # see test_record_changed_in_place_is_refused_not_used
-    rec = ModuleOutputsRecorder(model, dict(cls=dict(source='shared'),
-                                            pair=dict(source='pair', index=1)))
+    disable_inplace(model)  # see test_record_changed_in_place_is_refused_not_used
+    rec = ModuleOutputsRecorder(model,
+                                dict(cls=dict(source='shared'), pair=dict(source='pair', index=1)))
     x = torch.randn(1, 2, 4, 4)
     with rec:
         model(x)
     cls = rec.get('cls')
-    assert [t.shape[-1] for t in cls] == [4, 2]           # one record per call
+    assert [t.shape[-1] for t in cls] == [4, 2]  # one record per call
     pair = rec.get('pair')
     assert len(pair) == 2 and torch.equal(pair[0], model.neck(x))
-    with rec:          # a new context clears the previous iteration's records
+    with rec:  # a new context clears the previous iteration's records
         assert rec.num_calls('cls') == 0
-    model(x)           # outside the context nothing is recorded
+    model(x)  # outside the context nothing is recorded
     assert rec.num_calls('cls') == 0
 
 
@@ -72,8 +73,8 @@ def test_record_changed_in_place_is_refused_not_used():
     torch.manual_seed(0)
     x = torch.randn(1, 2, 4, 4)
     model = Toy()
-    rec = ModuleOutputsRecorder(model, dict(cls=dict(source='shared'),
-                                            pair=dict(source='pair', index=1)))
+    rec = ModuleOutputsRecorder(model,
+                                dict(cls=dict(source='shared'), pair=dict(source='pair', index=1)))
     expected = model.shared(model.neck(x))
     assert (expected < 0).any()
     with rec:
@@ -83,7 +84,7 @@ def test_record_changed_in_place_is_refused_not_used():
     assert (rec._buffers['cls'][0] >= 0).all()
     with pytest.raises(RecordError, match=r"'cls'.*changed in place.*inplace_activations"):
         rec.get('cls')
-    assert len(rec.get('pair')) == 2          # untouched records stay readable
+    assert len(rec.get('pair')) == 2  # untouched records stay readable
     assert disable_inplace(model) == 1
     with rec:
         model(x)
@@ -97,7 +98,7 @@ def test_make_contiguous_keeps_modified_records_refused():
     x = torch.randn(1, 2, 3, 3).contiguous(memory_format=torch.channels_last)
     with rec:
         model(x)
-    rec.make_contiguous()        # new tensors, but the values were already overwritten
+    rec.make_contiguous()  # new tensors, but the values were already overwritten
     assert rec.modified() == ['conv']
     with pytest.raises(RecordError, match='changed in place'):
         rec.get('conv')
@@ -105,8 +106,11 @@ def test_make_contiguous_keeps_modified_records_refused():
 
 def test_levels_select_a_subset_and_bad_levels_fail():
     model = Toy()
-    rec = ModuleOutputsRecorder(model, dict(last=dict(source='pair', index=1, levels=[1]),
-                                            bad=dict(source='pair', index=1, levels=[0, 2])))
+    rec = ModuleOutputsRecorder(
+        model,
+        dict(
+            last=dict(source='pair', index=1, levels=[1]),
+            bad=dict(source='pair', index=1, levels=[0, 2])))
     x = torch.randn(1, 2, 4, 4)
     with rec:
         model(x)
