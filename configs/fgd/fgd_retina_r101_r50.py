@@ -4,9 +4,9 @@
 # the feature grid by batch_input_shape (the original's img_shape stretch is
 # box_scale='img_shape'). Without weight inheritance; with it:
 # fgd_retina_r101_r50_inherit.py.
-_base_ = '../frs/frs_retina_r101_r50.py'
+_base_ = '../_base_/pairs/retina_r101_r50_coco.py'
 model = dict(
-    recorders=dict(_delete_=True, fpn=dict(source='neck')),
-    distill_losses=dict(_delete_=True, loss_fgd=dict(type='FGDLoss', preset='retinanet')),
+    recorders=dict(fpn=dict(source='neck')),
+    distill_losses=dict(loss_fgd=dict(type='FGDLoss', preset='retinanet')),
     warmup_iters=0)
 optim_wrapper = dict(clip_grad=dict(max_norm=35, norm_type=2))

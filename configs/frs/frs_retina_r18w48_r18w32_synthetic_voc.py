@@ -1,13 +1,7 @@
 # FRS on the Pascal VOC layout of the synthetic data: the model of
 # frs_retina_r18w48_r18w32_synthetic.py on retinanet_r18w32_synthetic_voc.py's data.
-# The teacher is the COCO-layout synthetic teacher (same images and classes).
-_base_ = ['../retinanet/retinanet_r18w32_synthetic_voc.py', '../_base_/distill_runtime.py']
+_base_ = '../_base_/pairs/retina_r18w48_r18w32_synthetic_voc.py'
 model = dict(
-    _delete_=True,
-    type='Distiller',
-    student={{_base_.model}},
-    teacher=dict(cfg_path='configs/retinanet/retinanet_r18w48_synthetic.py'),
-    teacher_ckpt='work_dirs/retinanet_r18w48_synthetic/epoch_10.pth',
     recorders=dict(fpn=dict(source='neck'), cls=dict(source='bbox_head', index=0)),
     distill_losses=dict(
         loss_frs_fpn=dict(type='FRSFeatureLoss', loss_weight=0.005),

@@ -2,9 +2,10 @@
 # (38.9) -> R50 2x on COCO 2017. Sigmoid heads: one Bernoulli KL per class, summed
 # over the 80 classes of each of the 9 anchors, averaged over anchors and
 # locations. T = 1 and weight 1 (no reference config distils all RetinaNet
-# logits; these were not tuned).
-_base_ = '../frs/frs_retina_r101_r50.py'
+# logits; these were not tuned). No warm-up, as the other review methods' COCO configs.
+_base_ = '../_base_/pairs/retina_r101_r50_coco.py'
 model = dict(
-    recorders=dict(_delete_=True, cls=dict(source='bbox_head', index=0)),
-    distill_losses=dict(_delete_=True, loss_kd=dict(
-        type='LogitKDLoss', temperature=1.0, channels_per_prior=80, loss_weight=1.0)))
+    recorders=dict(cls=dict(source='bbox_head', index=0)),
+    distill_losses=dict(
+        loss_kd=dict(type='LogitKDLoss', temperature=1.0, channels_per_prior=80, loss_weight=1.0)),
+    warmup_iters=0)

@@ -2,18 +2,11 @@
 # R101 VOC model (configs/faster_rcnn/faster_rcnn_r101_fpn_1x_voc0712.py), student = mmdet's
 # VOC Faster R-CNN R50 with its VOC schedule; the loss settings are those of
 # skd_faster_rcnn_r101_r50.py (two-stage hyper-parameters, FPN P2-P6).
-_base_ = [
-    'mmdet::pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py',
-    '../_base_/distill_runtime.py',
-]
-default_scope = 'mmkd_det'
+_base_ = '../_base_/pairs/faster_rcnn_r101_r50_voc.py'
 model = dict(
-    _delete_=True,
-    type='Distiller',
-    student=dict(cfg_path='mmdet::pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py'),
-    teacher=dict(cfg_path='configs/faster_rcnn/faster_rcnn_r101_fpn_1x_voc0712.py'),
-    teacher_ckpt='work_dirs/faster_rcnn_r101_fpn_1x_voc0712/epoch_4.pth',
     recorders=dict(fpn=dict(source='neck')),
-    distill_losses=dict(loss_skd=dict(
-        type='SKDLoss', preset='paper_two_stage',
-        nonlocal_cfg=dict(sub_sample=(8, 4, 2, 2, 2), reduction=(4, 4, 2, 2, 2)))))
+    distill_losses=dict(
+        loss_skd=dict(
+            type='SKDLoss',
+            preset='paper_two_stage',
+            nonlocal_cfg=dict(sub_sample=(8, 4, 2, 2, 2), reduction=(4, 4, 2, 2, 2)))))
