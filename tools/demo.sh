@@ -3,4 +3,5 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 bash "$ROOT/tools/setup_env.sh"
-exec "${MMKD_VENV:-$ROOT/.venv}/bin/python" "$ROOT/tools/demo.py" "$@"
+cd "$ROOT"
+exec "${MMKD_VENV:-$ROOT/.venv}/bin/python" "$ROOT/tools/misc/demo.py" "$@"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Multi-process training, as mmdet's dist_train.sh: bash tools/dist_train.sh CONFIG NPROC [args]
 # Works on GPUs (NCCL) and, without CUDA, on CPU processes with the gloo backend.
+# Multi-node: NNODES, NODE_RANK, MASTER_ADDR and PORT as in mmdet.
 CONFIG=$1
 GPUS=$2
 NNODES=${NNODES:-1}

@@ -2,15 +2,12 @@
 import argparse
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
 
-from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-
-import mmkd_det  # noqa: E402,F401
-from mmkd_det.compat import cpu_distributed_cfg  # noqa: E402
+import mmkd_det  # noqa: F401
+from mmkd_det.compat import cpu_distributed_cfg
 
 
 def parse_args():

@@ -5,15 +5,12 @@ import os.path as osp
 import sys
 
 import torch
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-
-import mmkd_det  # noqa: E402,F401  (compat patches, registries)
-from mmkd_det.apis import PreflightError, check_config, keep_freed_memory  # noqa: E402
-from mmkd_det.compat import cpu_distributed_cfg  # noqa: E402
+import mmkd_det  # noqa: F401  (compat patches, registries)
+from mmkd_det.apis import PreflightError, check_config, keep_freed_memory
+from mmkd_det.compat import cpu_distributed_cfg
 
 
 def parse_args():

@@ -1,4 +1,4 @@
-"""Build a config's Distiller the way the tools need it (no Runner)."""
+"""Build a config's Distiller and its data the way the tools need them (no Runner)."""
 from typing import Optional, Tuple
 
 from mmengine.config import Config
@@ -39,3 +39,25 @@ def build_loader(loader_cfg: dict, seed: Optional[int] = None, **overrides):
     with DefaultScope.overwrite_default_scope('mmkd_det'):
         return Runner.build_dataloader(
             dict(loader_cfg, num_workers=0, persistent_workers=False, **overrides), seed=seed)
+
+
+def first_batch(loader_cfg: dict, **overrides) -> dict:
+    """The first batch of :func:`build_loader` ``(loader_cfg, **overrides)``, as
+    the loader yields it (``inputs`` and ``data_samples``)."""
+    return next(iter(build_loader(loader_cfg, **overrides)))
+
+
+def build_distiller_and_batch(config: str, cfg_options: Optional[dict] = None,
+                              teacher_ckpt: Optional[str] = None, split: str = 'train',
+                              **loader_overrides) -> Tuple[Config, object, dict]:
+    """:func:`build_distiller` and the first batch of the config's
+    ``<split>_dataloader`` (with ``loader_overrides``, e.g. ``batch_size``).
+
+    Returns:
+        tuple: the merged config, the Distiller and the batch.
+
+    Raises:
+        ValueError: the config's model is not a Distiller.
+    """
+    cfg, model = build_distiller(config, cfg_options, teacher_ckpt)
+    return cfg, model, first_batch(cfg[f'{split}_dataloader'], **loader_overrides)

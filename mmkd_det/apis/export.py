@@ -17,8 +17,8 @@ def student_checkpoint(checkpoint: dict) -> dict:
         raise KeyError('No `student.` keys in this checkpoint: it is not an mmkd_det '
                        'Distiller checkpoint (a plain mmdet checkpoint needs no export).')
     meta = dict(checkpoint.get('meta', {}))
-    meta = {k: v for k, v in meta.items() if k in ('epoch', 'iter', 'mmengine_version',
-                                                     'dataset_meta', 'seed', 'time')}
+    kept = ('epoch', 'iter', 'mmengine_version', 'dataset_meta', 'seed', 'time')
+    meta = {k: v for k, v in meta.items() if k in kept}
     meta['exported_from'] = 'mmkd_det.Distiller'
     return dict(meta=meta, state_dict=student)
 

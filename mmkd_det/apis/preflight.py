@@ -47,7 +47,7 @@ def check_config(cfg) -> None:
             'Dataset files not found: ' + ', '.join(missing) + '. Put the dataset there '
             '(COCO 2017 under data/coco/, VOC under data/VOCdevkit/, see README "Data"), '
             'or override the paths with --cfg-options, or generate the embedded synthetic '
-            'data with `python tools/gen_synthetic.py`.')
+            'data with `python tools/misc/gen_synthetic.py`.')
     model = cfg.get('model', {})
     ckpt = model.get('teacher_ckpt') if model.get('type') == 'Distiller' else None
     if ckpt and '://' not in ckpt and not osp.isfile(ckpt):

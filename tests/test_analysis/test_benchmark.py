@@ -1,20 +1,22 @@
-"""tools/benchmark.py: the results table (mean ± std over seeds, gains paired by seed)
-and resuming (a finished run is not trained again)."""
+"""mmkd_det.analysis.benchmark: the results table (mean ± std over seeds, gains
+paired by seed), resuming (a finished run is not trained again) and the
+built-in runs."""
 import json
 import os
 import os.path as osp
-import sys
+import subprocess
 
 import pytest
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
+from mmkd_det.analysis import benchmark
+from mmkd_det.analysis.logs import METRICS, eval_history
+from tests.conftest import ROOT
 
-import benchmark  # noqa: E402
+TRAIN = osp.join(ROOT, 'tools', 'train.py')
 
 
 def fake(name, seed, m):
-    return dict(name=name, seed=seed, metrics={'coco/' + k: m / 100 for k in benchmark.METRICS})
+    return dict(name=name, seed=seed, metrics={'coco/' + k: m / 100 for k in METRICS})
 
 
 def test_table_mean_std_and_paired_gain():
@@ -52,8 +54,9 @@ def test_finished_run_is_skipped(tmp_path, monkeypatch):
 
     def no_training(*a, **k):
         raise AssertionError('a finished run was trained again')
-    monkeypatch.setattr(benchmark.subprocess, 'run', no_training)
-    assert benchmark.train_one('TID', 0, str(tmp_path), 'unused.pth', 1) == info
+    monkeypatch.setattr(subprocess, 'run', no_training)
+    assert benchmark.train_one('TID', benchmark.RUNS['TID'], 0, str(tmp_path), 'unused.pth', 1,
+                               TRAIN) == info
 
 
 def test_gain_against_the_student_of_the_same_detector():
@@ -69,7 +72,7 @@ def test_report_adds_a_mask_table_for_instance_segmentation_runs():
     def with_segm(name, seed, box, mask):
         r = fake(name, seed, box)
         r['metrics'].update({'coco/' + k.replace('bbox', 'segm'): mask / 100
-                             for k in benchmark.METRICS})
+                             for k in METRICS})
         return r
     results = [fake('student', 0, 4.0), with_segm('MaskRCNN student', 0, 6.0, 5.0),
                with_segm('MaskRCNN SKD', 0, 6.5, 4.0)]
@@ -144,16 +147,17 @@ def test_eval_history_reads_every_evaluation(tmp_path):
     lines = [dict(loss=1.0, step=10), {'coco/bbox_mAP': 0.01, 'step': 1},
              {'coco/bbox_mAP': 0.03, 'step': 2}]
     (vis / 'scalars.json').write_text('\n'.join(json.dumps(x) for x in lines))
-    assert benchmark.eval_history(str(tmp_path)) == [[1, 0.01], [2, 0.03]]
+    assert eval_history(str(tmp_path)) == [[1, 0.01], [2, 0.03]]
     # VOCMetric's records: the headline is AP at IoU 0.5
     (vis / 'scalars.json').write_text(json.dumps(
         {'pascal_voc/mAP': 0.3, 'pascal_voc/AP50': 0.4, 'pascal_voc/AP75': 0.2, 'step': 5}))
-    assert benchmark.eval_history(str(tmp_path)) == [[5, 0.4]]
+    assert eval_history(str(tmp_path)) == [[5, 0.4]]
 
 
 def test_every_run_config_exists_and_coco_runs_keep_their_teacher(tmp_path, monkeypatch):
-    for name, (cfg, _) in benchmark.RUNS.items():
-        assert '::' in cfg or osp.isfile(osp.join(ROOT, cfg)), name
+    monkeypatch.chdir(ROOT)
+    for name, spec in benchmark.RUNS.items():
+        assert '::' in spec.config or osp.isfile(osp.join(ROOT, spec.config)), name
     assert not benchmark.needs_teacher('configs/retinanet/retinanet_r50_fpn_2x_coco.py')
     assert benchmark.needs_teacher('configs/frs/frs_retina_r101_r50.py')
     commands = []
@@ -164,10 +168,11 @@ def test_every_run_config_exists_and_coco_runs_keep_their_teacher(tmp_path, monk
     def fake_run(cmd, **kwargs):
         commands.append(cmd)
         return Failed()
-    monkeypatch.setattr(benchmark.subprocess, 'run', fake_run)
+    monkeypatch.setattr(subprocess, 'run', fake_run)
     for ckpt in (None, 'r101.pth'):
         try:
-            benchmark.train_one('COCO FRS', 0, str(tmp_path), ckpt, 1)
+            benchmark.train_one('COCO FRS', benchmark.RUNS['COCO FRS'], 0, str(tmp_path), ckpt,
+                                1, TRAIN)
         except RuntimeError as err:
             assert 'COCO FRS seed 0 failed' in str(err)
     assert commands[0][2] == 'configs/frs/frs_retina_r101_r50.py'
@@ -178,11 +183,12 @@ def test_every_run_config_exists_and_coco_runs_keep_their_teacher(tmp_path, monk
 
 def test_coco_preset_without_coco_stops_before_training(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)   # no data/coco here
-    monkeypatch.setattr(benchmark, 'ROOT', str(tmp_path))
     import shutil
     shutil.copytree(osp.join(ROOT, 'configs'), str(tmp_path / 'configs'), dirs_exist_ok=True)
-    with pytest.raises(SystemExit, match='COCO student: dataset files not found.*data/coco/'):
-        benchmark.check_data(benchmark.PRESETS['coco_retina'])
-    with pytest.raises(SystemExit, match='VOC student: dataset files not found.*VOCdevkit'):
-        benchmark.check_data(benchmark.PRESETS['voc_retina'])
-    benchmark.check_data(benchmark.PRESETS['synthetic_voc'])   # generated, never missing
+    runs, presets = benchmark.RUNS, benchmark.PRESETS
+    with pytest.raises(FileNotFoundError,
+                       match='COCO student: dataset files not found.*data/coco/'):
+        benchmark.check_data(runs, presets['coco_retina'])
+    with pytest.raises(FileNotFoundError, match='VOC student: dataset files not found.*VOCdevkit'):
+        benchmark.check_data(runs, presets['voc_retina'])
+    benchmark.check_data(runs, presets['synthetic_voc'])   # generated, never missing

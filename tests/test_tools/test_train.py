@@ -12,11 +12,9 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from mmkd_det.apis import export_student
-from mmkd_det.registry import HOOKS
 from mmkd_det.datasets.synthetic import generate_synthetic_dataset
-from tests.conftest import frs_distiller_cfg, save_weights, tiny_model_cfg
-
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from mmkd_det.registry import HOOKS
+from tests.conftest import ROOT, frs_distiller_cfg, save_weights, tiny_model_cfg
 
 
 @pytest.fixture(scope='module')
@@ -96,8 +94,8 @@ def test_distiller_trains_and_evaluates(kind, data_root, tmp_path):
 def test_voc_layout_trains_evaluates_and_is_tabulated(data_root, tmp_path):
     """The synthetic data's VOC layout through the Runner (VOCDataset, VOCMetric),
     and the benchmark reading that evaluation back (its VOC table)."""
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    import benchmark
+    from mmkd_det.analysis.benchmark import report
+    from mmkd_det.analysis.logs import eval_history, last_metrics, main_key
     ckpt = save_weights(tiny_model_cfg('retina', 16, num_classes=6), str(tmp_path / 't.pth'))
     model = frs_distiller_cfg('retina', ckpt, num_classes=6)
     model['teacher'] = scoring_everything(model['teacher'])
@@ -107,12 +105,12 @@ def test_voc_layout_trains_evaluates_and_is_tabulated(data_root, tmp_path):
     runner.train()
     teacher = runner.message_hub.get_info('teacher_metrics')
     assert {'teacher/pascal_voc/AP50', 'teacher/pascal_voc/AP75'} <= set(teacher)
-    logged = benchmark.last_metrics(work)
-    assert benchmark.main_key(logged) == 'pascal_voc/AP50'
+    logged = last_metrics(work)
+    assert main_key(logged) == 'pascal_voc/AP50'
     assert 0.0 <= logged['pascal_voc/AP75'] <= logged['pascal_voc/AP50'] <= 1.0
-    assert [v for _, v in benchmark.eval_history(work)] == [logged['pascal_voc/AP50']]
+    assert [v for _, v in eval_history(work)] == [logged['pascal_voc/AP50']]
     run = dict(name='SynVOC FRS', seed=0, metrics=logged)
-    md = benchmark.report([run], [])
+    md = report([run], [])
     assert 'Pascal VOC metric' in md and 'coco' not in md
     row = md.splitlines()[-1].split(' | ')
     assert row[1] == f'{100 * logged["pascal_voc/AP50"]:.1f}'
@@ -143,9 +141,9 @@ def test_export_cli(data_root, tmp_path):
     work = str(tmp_path / 'work')
     Runner.from_cfg(runner_cfg(frs_distiller_cfg('retina', ckpt, num_classes=6),
                                data_root, work)).train()
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools/export_student.py'),
-                           osp.join(work, 'iter_2.pth'), str(tmp_path / 's.pth')],
-                          capture_output=True, text=True)
+    export = osp.join(ROOT, 'tools/model_converters/export_student.py')
+    proc = subprocess.run([sys.executable, export, osp.join(work, 'iter_2.pth'),
+                           str(tmp_path / 's.pth')], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     sd = torch.load(str(tmp_path / 's.pth'))['state_dict']
     assert 'backbone.conv1.weight' in sd and not any(k.startswith('distill') for k in sd)
@@ -157,10 +155,11 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_dist_train_two_cpu_processes(data_root, tmp_path):
+def test_dist_train_and_dist_test_two_cpu_processes(data_root, tmp_path):
     ckpt = save_weights(tiny_model_cfg('retina', 16, num_classes=6), str(tmp_path / 't.pth'))
-    cfg = runner_cfg(frs_distiller_cfg('retina', ckpt, num_classes=6), data_root,
-                     str(tmp_path / 'work'))
+    model = frs_distiller_cfg('retina', ckpt, num_classes=6)
+    model['student'] = scoring_everything(model['student'])   # an mAP to log in the test
+    cfg = runner_cfg(model, data_root, str(tmp_path / 'work'))
     cfg_path = str(tmp_path / 'cfg.py')
     cfg.dump(cfg_path)
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1')
@@ -174,3 +173,13 @@ def test_dist_train_two_cpu_processes(data_root, tmp_path):
     log = proc.stdout + proc.stderr
     assert 'distill.loss_frs_fpn' in log and 'Distributed training: True' in log
     assert '--keep-heap' not in log          # accepted, and mallopt was found
+    # the trained Distiller evaluated by two processes (tools/dist_test.sh)
+    env['PORT'] = str(_free_port())
+    proc = subprocess.run(['bash', osp.join(ROOT, 'tools/dist_test.sh'), cfg_path,
+                           str(tmp_path / 'work' / 'iter_2.pth'), '2', '--work-dir',
+                           str(tmp_path / 'test')],
+                          cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert 'Distributed training: True' in log and 'coco/bbox_mAP:' in log

@@ -1,7 +1,7 @@
 """Generate the embedded synthetic detection dataset (COCO + Pascal VOC layouts).
 
 Example:
-    python tools/gen_synthetic.py --out data/synthetic --num-train 800 \
+    python tools/misc/gen_synthetic.py --out data/synthetic --num-train 800 \
         --num-val 200 --img-size 128 --seed 0
 
 The command is idempotent: if ``--out`` already holds a complete dataset with the
@@ -9,28 +9,8 @@ same parameters, it only prints the stored statistics (use ``--force`` to
 regenerate).
 """
 import argparse
-import importlib.util
-import os.path as osp
-import sys
 
-
-def _load_synthetic():
-    """Import ``mmkd_det.datasets.synthetic`` without importing the package.
-
-    The generator needs only numpy and OpenCV; loading the file directly keeps this
-    tool usable before mmdet/mmcv are installed (``mmkd_det/__init__`` imports
-    them).
-    """
-    path = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'mmkd_det',
-                    'datasets', 'synthetic.py')
-    name = 'mmkd_det.datasets.synthetic'
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location('_mmkd_det_synthetic', path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+from mmkd_det.datasets.synthetic import generate_synthetic_dataset
 
 
 def parse_args(argv=None):
@@ -55,7 +35,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    syn = _load_synthetic()
     kwargs = dict(num_train=args.num_train, num_val=args.num_val,
                   img_size=args.img_size, seed=args.seed, formats=args.formats,
                   min_objects=args.min_objects, max_objects=args.max_objects,
@@ -64,7 +43,7 @@ def main(argv=None):
         kwargs['distractor_prob'] = args.distractor_prob
     if args.empty_prob is not None:
         kwargs['empty_prob'] = args.empty_prob
-    info = syn.generate_synthetic_dataset(args.out, **kwargs)
+    info = generate_synthetic_dataset(args.out, **kwargs)
 
     if info['skipped']:
         print(f'{info["out_dir"]}: complete dataset with these parameters found, '

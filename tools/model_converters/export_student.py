@@ -1,18 +1,13 @@
 """Write the student of a Distiller checkpoint as a plain mmdet checkpoint.
 
-    python tools/export_student.py work_dirs/frs/epoch_24.pth student.pth
+    python tools/model_converters/export_student.py work_dirs/frs/epoch_24.pth student.pth
 
 The result loads with mmdet's own tools (tools/test.py, init_detector) and the
 student's ordinary mmdet config.
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-import mmkd_det  # noqa: E402,F401
-from mmkd_det.apis import export_student  # noqa: E402
+from mmkd_det.apis import export_student
 
 
 def main():

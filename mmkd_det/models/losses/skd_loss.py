@@ -34,7 +34,7 @@ Shape shorthand per level: student ``s`` (N, C_s, H, W), teacher ``t``
 the square root Eq. 4 writes out and the authors' code computes
 (``torch.dist``); Eq. 4's per-image root is likewise taken once over the batch,
 as in their ``dist2``. All other readings and the authors'-code differences are
-options below and are listed in docs/skd.md.
+options below and are listed in configs/skd/README.md.
 """
 import copy
 from typing import Dict, List, Optional, Sequence, Tuple

@@ -3,7 +3,7 @@ r"""TID: Task Integration Distillation for Object Detectors (Su, Jian, Yu, 2024)
 `Paper <https://arxiv.org/abs/2404.01699>`_, §3, Eqs. 1-12. No code was
 released; this is the first implementation and the paper text is its
 specification. Every reading of an ambiguous passage is written next to its
-equation below and is an option of :class:`TIDLoss`; docs/tid.md lists them
+equation below and is an option of :class:`TIDLoss`; configs/tid/README.md lists them
 with the ablation that chose each default.
 
 Pipeline per batch, vectorised over images (loops only over FPN levels):
@@ -230,7 +230,7 @@ def value_bands(v: Tensor, alphas: Sequence[float] = (1.0, 1.0, 1.0),
     * ``'constant'`` (TIDLoss's default): the whole low band gets 0.05,
       "suppressed" as the text says rather than dropped. It scored higher on
       the synthetic benchmark (5.5 ± 0.2 vs 5.2 ± 0.1 mAP for ``'scaled'``, 3
-      seeds, docs/tid.md). It is **not monotonic** in v: the medium band
+      seeds, configs/tid/README.md). It is **not monotonic** in v: the medium band
       starts at 0.7 x 0.01 = 0.007, so a location with V = 0.01 weighs 7x less
       than background (0.05); every V in [0.01, 1/14) weighs less than V = 0.
     * ``'floor'``: monotonic. Below the high band M = max(0.7 v, 0.05) (the
@@ -294,7 +294,7 @@ class TIDLoss(BaseDistillLoss):
         info_decay (str): ``'decreasing'`` or ``'as_printed'``, Eq. 9.
         band_alphas (tuple): α_high, α_med, α_low of Eq. 12.
         low_band (str): ``'constant'`` (default, chosen by the synthetic
-            ablation in docs/tid.md; not monotonic in V), ``'scaled'`` (Eq. 11
+            ablation in configs/tid/README.md; not monotonic in V), ``'scaled'`` (Eq. 11
             literally) or ``'floor'`` (monotonic, unmeasured), see
             :func:`value_bands`.
         normalize (str): ``'mask'``: divide by the sum of W over the batch

@@ -1,0 +1,17 @@
+"""The benchmark: run matrices (:mod:`.matrix`), the resumable runner
+(:mod:`.runner`) and the result tables and plots (:mod:`.report`).
+
+The command line is ``tools/analysis_tools/benchmark.py``.
+"""
+from .matrix import (DEFAULT_SEEDS, PRESETS, RUNS, MatrixError, RunSpec, load_matrix, run_dir,
+                     run_seeds, teacher_runs)
+from .report import KINDS, kinds_present, plot, plot_history, report, table, write
+from .runner import (baseline, check_data, collect, finished, is_synthetic, needs_teacher,
+                     run_matrix, train_one)
+
+__all__ = [
+    'DEFAULT_SEEDS', 'PRESETS', 'RUNS', 'MatrixError', 'RunSpec', 'load_matrix', 'run_dir',
+    'run_seeds', 'teacher_runs', 'KINDS', 'kinds_present', 'plot', 'plot_history', 'report',
+    'table', 'write', 'baseline', 'check_data', 'collect', 'finished', 'is_synthetic',
+    'needs_teacher', 'run_matrix', 'train_one'
+]

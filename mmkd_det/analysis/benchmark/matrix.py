@@ -1,0 +1,255 @@
+"""Run matrices of the benchmark: the built-in runs and presets, and a user's file.
+
+A run is a config trained with ``--cfg-options`` over seeds in
+``<work_dir>/<run>/seed<k>``. The built-in runs (:data:`RUNS`) name configs of
+this repository relative to its root; :data:`PRESETS` group them.
+
+A user's matrix is a Python config file (read by mmengine's ``Config``; JSON
+and YAML with the same keys work too)::
+
+    # my_matrix.py
+    seeds = [0, 1, 2]        # optional: the seeds of every run (default 0, 1, 2)
+    runs = {
+        # run name: dict(config, and optionally cfg_options, seeds, teacher, teacher_ckpt)
+        'teacher': dict(config='configs/retinanet/retinanet_r18w48_synthetic.py'),
+        'student': dict(config='configs/retinanet/retinanet_r18w32_synthetic.py'),
+        'FRS': dict(config='configs/frs/frs_retina_r18w48_r18w32_synthetic.py',
+                    teacher='teacher'),
+        'FRS x2': dict(config='configs/frs/frs_retina_r18w48_r18w32_synthetic.py',
+                       cfg_options=['model.distill_losses.loss_frs_fpn.loss_weight=0.01'],
+                       teacher_ckpt='work_dirs/my_teacher.pth', seeds=[0, 1]),
+    }
+
+Fields of a run: ``config`` (path, required), ``cfg_options`` (list of
+``key=value`` strings, as ``tools/train.py --cfg-options`` takes them),
+``seeds`` (list of ints), ``teacher`` (the name of another run of the matrix:
+its seed-0 final checkpoint becomes this run's ``model.teacher_ckpt``; that run
+is trained first, at seed 0 only) and ``teacher_ckpt`` (a checkpoint path).
+A Distiller run with neither keeps the ``teacher_ckpt`` of its config. Gains
+are paired by seed against the run named ``student`` (or ``<first word>
+student``, e.g. ``GFL student`` for ``GFL TID``).
+"""
+import os.path as osp
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+#: seeds of a run when neither the command line nor the matrix names any
+DEFAULT_SEEDS = (0, 1, 2)
+
+
+class RunSpec(NamedTuple):
+    """One run of a matrix (see the module doc for the fields)."""
+    config: str
+    cfg_options: Tuple[str, ...] = ()
+    seeds: Optional[Tuple[int, ...]] = None
+    teacher: Optional[str] = None
+    teacher_ckpt: Optional[str] = None
+
+
+class MatrixError(ValueError):
+    """A matrix file or entry that cannot be used; the message names the run and field."""
+
+
+def _syn(config: str) -> RunSpec:
+    """A Distiller run on the embedded synthetic data, taught by the ``teacher`` run."""
+    return RunSpec(config, teacher='teacher')
+
+
+_RET, _GFL, _MRCNN = 'configs/retinanet/', 'configs/gfl/', 'configs/mask_rcnn/'
+_TID = 'configs/tid/tid_retina_r18w48_r18w32_synthetic'
+_GTID = 'configs/tid/tid_gfl_r18w48_r18w32_synthetic'
+_SKD = 'configs/skd/skd_retina_r18w48_r18w32_synthetic'
+_PAIR = 'r18w48_r18w32_synthetic.py'
+#: run name -> :class:`RunSpec`. Names are stable: work dirs use them.
+RUNS: Dict[str, RunSpec] = {
+    'teacher': RunSpec(_RET + 'retinanet_r18w48_synthetic.py'),
+    'student': RunSpec(_RET + 'retinanet_r18w32_synthetic.py'),
+    'FRS': _syn('configs/frs/frs_retina_' + _PAIR),
+    'TID': _syn(_TID + '.py'),
+    # Table 3: DIEM task factors
+    'TID cls only': _syn(_TID + '_cls_only.py'),
+    'TID reg only': _syn(_TID + '_reg_only.py'),
+    # Table 4: detector thresholds vs raw IoU
+    'TID raw IoU': _syn(_TID + '_raw_iou.py'),
+    # Table 5: LDAM areas
+    'TID key only': _syn(_TID + '_key_only.py'),
+    'TID weak only': _syn(_TID + '_weak_only.py'),
+    # the TID paper's detector: GFL (teacher GFL R18-w48)
+    'GFL teacher': RunSpec(_GFL + 'gfl_r18w48_synthetic.py'),
+    'GFL student': RunSpec(_GFL + 'gfl_r18w32_synthetic.py'),
+    'GFL FRS': RunSpec('configs/frs/frs_gfl_' + _PAIR, teacher='GFL teacher'),
+    'GFL TID': RunSpec(_GTID + '.py', teacher='GFL teacher'),
+    # Tables 3-5 on GFL
+    **{f'GFL TID {name}': RunSpec(f'{_GTID}_{suffix}.py', teacher='GFL teacher')
+       for name, suffix in (('cls only', 'cls_only'), ('reg only', 'reg_only'),
+                            ('raw IoU', 'raw_iou'), ('key only', 'key_only'),
+                            ('weak only', 'weak_only'))},
+    # readings of ambiguous passages (docs/tid.md), one change each from the
+    # literal Eq. 11 low band they were screened against
+    'TID low band scaled': _syn(_TID + '_low_band_scaled.py'),
+    'TID gamma 0.025': _syn(_TID + '_low_band_scaled_gamma_0025.py'),
+    'TID gamma 0.25': _syn(_TID + '_low_band_scaled_gamma_025.py'),
+    'TID key indicator': _syn(_TID + '_low_band_scaled_key_indicator.py'),
+    'TID Eq9 as printed': _syn(_TID + '_low_band_scaled_eq9_as_printed.py'),
+    'TID batch top-k': _syn(_TID + '_low_band_scaled_batch_topk.py'),
+    # and on the chosen default (low_band='constant')
+    'TID Eq9 as printed + low band constant': _syn(_TID + '_eq9_as_printed.py'),
+    # Structured KD and its Table VII / VIII ablations
+    'SKD': _syn(_SKD + '.py'),
+    'SKD AT only': _syn(_SKD + '_at_only.py'),
+    'SKD AM only': _syn(_SKD + '_am_only.py'),
+    'SKD NLD only': _syn(_SKD + '_nld_only.py'),
+    'SKD AT+AM': _syn(_SKD + '_agd.py'),
+    'SKD AT+AM spatial': _syn(_SKD + '_agd_spatial.py'),
+    'SKD AT+AM channel': _syn(_SKD + '_agd_channel.py'),
+    'SKD authors code': _syn(_SKD + '_authors_code.py'),
+    # sensitivity to the overall weight (the paper's Fig. 11 varies alpha, beta, gamma)
+    'SKD weights x0.1': _syn(_SKD + '_weights_x0_1.py'),
+    # the review's methods (issue 5), RetinaNet pair; LD on the GFL pair
+    **{m: _syn(f'configs/{m.lower()}/{m.lower()}_retina_{_PAIR}')
+       for m in ('FitNet', 'FGFI', 'DeFeat', 'FGD', 'MGD', 'PKD', 'CWD', 'KD')},
+    'GFL LD': RunSpec('configs/ld/ld_gfl_' + _PAIR, teacher='GFL teacher'),
+    # weight inheritance (FGD/MGD's inheriting strategy) on a student of the
+    # teacher's head width; gains against 'FPN96 student'
+    'FPN96 student': RunSpec(_RET + 'retinanet_r18w32_fpn96_synthetic.py'),
+    **{f'FPN96 {m}{tail}': _syn(f'configs/{m.lower()}/{m.lower()}_retina_r18w48_r18w32fpn96_'
+                                f'synthetic{tail.replace(" ", "_")}.py')
+       for m in ('FGD', 'MGD') for tail in ('', ' inherit')},
+    # COCO 2017 (data/coco/; 24 epochs on 8 GPUs each): the student baseline and the
+    # RetinaNet R101 -> R50 configs, teachers from their configs' model-zoo URLs
+    # unless --teacher-ckpt is given
+    'COCO student': RunSpec(_RET + 'retinanet_r50_fpn_2x_coco.py'),
+    **{f'COCO {m}': RunSpec(f'configs/{m.lower()}/{m.lower()}_retina_r101_r50.py') for m in (
+        'FRS', 'TID', 'SKD', 'FitNet', 'FGFI', 'DeFeat', 'FGD', 'MGD', 'PKD', 'CWD', 'KD')},
+    # Pascal VOC: the synthetic data's VOC layout (VOCDataset, VOCMetric; teacher as
+    # for the COCO layout) and VOC 07+12 itself (data/VOCdevkit/; teacher from
+    # configs/retinanet/retinanet_r101_fpn_1x_voc0712.py unless --teacher-ckpt is given)
+    'SynVOC student': RunSpec(_RET + 'retinanet_r18w32_synthetic_voc.py'),
+    'SynVOC FRS': _syn('configs/frs/frs_retina_r18w48_r18w32_synthetic_voc.py'),
+    'SynVOC TID': _syn(_TID + '_voc.py'),
+    'VOC student': RunSpec(_RET + 'retinanet_r50_fpn_1x_voc0712.py'),
+    'VOC FRS': RunSpec('configs/frs/frs_retina_r101_r50_voc.py'),
+    'MaskRCNN teacher': RunSpec(_MRCNN + 'mask_rcnn_r18w48_synthetic.py'),
+    'MaskRCNN student': RunSpec(_MRCNN + 'mask_rcnn_r18w32_synthetic.py'),
+    'MaskRCNN SKD': RunSpec('configs/skd/skd_mask_rcnn_' + _PAIR, teacher='MaskRCNN teacher'),
+}
+PRESETS: Dict[str, List[str]] = {
+    'main': ['teacher', 'student', 'FRS', 'TID', 'SKD'],
+    'skd_ablation': ['student', 'FRS', 'SKD', 'SKD AT only', 'SKD AM only', 'SKD NLD only',
+                     'SKD AT+AM', 'SKD AT+AM spatial', 'SKD AT+AM channel',
+                     'SKD authors code'],
+    'skd_sensitivity': ['student', 'SKD', 'SKD weights x0.1'],
+    'review': ['student', 'FRS', 'TID', 'SKD', 'FitNet', 'FGFI', 'DeFeat', 'FGD', 'MGD', 'PKD',
+               'CWD', 'KD'],
+    # GFL pair: the teacher is the 'GFL teacher' run (or --teacher-ckpt)
+    'review_gfl': ['GFL student', 'GFL FRS', 'GFL TID', 'GFL LD'],
+    'inherit': ['FPN96 student', 'FPN96 FGD', 'FPN96 FGD inherit', 'FPN96 MGD',
+                'FPN96 MGD inherit'],
+    'coco_retina': ['COCO student', 'COCO FRS', 'COCO TID', 'COCO SKD', 'COCO FitNet',
+                    'COCO FGFI', 'COCO DeFeat', 'COCO FGD', 'COCO MGD', 'COCO PKD', 'COCO CWD',
+                    'COCO KD'],
+    'synthetic_voc': ['SynVOC student', 'SynVOC FRS', 'SynVOC TID'],
+    'voc_retina': ['VOC student', 'VOC FRS'],
+    # the teacher is the 'MaskRCNN teacher' run (seed 0) unless --teacher-ckpt is given
+    'mask_rcnn': ['MaskRCNN student', 'MaskRCNN SKD'],
+    'tid_ablation': ['student', 'FRS', 'TID', 'TID cls only', 'TID reg only', 'TID raw IoU',
+                     'TID key only', 'TID weak only'],
+    'gfl': ['GFL student', 'GFL FRS', 'GFL TID'],
+    'gfl_tid_ablation': ['GFL student', 'GFL FRS', 'GFL TID', 'GFL TID cls only',
+                         'GFL TID reg only', 'GFL TID raw IoU', 'GFL TID key only',
+                         'GFL TID weak only'],
+    'tid_readings': ['TID', 'TID low band scaled', 'TID gamma 0.025', 'TID gamma 0.25',
+                     'TID key indicator', 'TID Eq9 as printed', 'TID batch top-k',
+                     'TID Eq9 as printed + low band constant'],
+}
+_FIELDS = RunSpec._fields
+
+
+def run_dir(work_dir: str, name: str, seed: int) -> str:
+    """The work dir of run ``name`` at ``seed``: ``<work_dir>/<name>/seed<k>``, spaces
+    in the name as ``_``, dots dropped."""
+    return osp.join(work_dir, name.replace(' ', '_').replace('.', ''), f'seed{seed}')
+
+
+def run_seeds(spec: RunSpec, seeds: Optional[Sequence[int]] = None) -> List[int]:
+    """The seeds of a run: ``seeds`` (the command line's) if given, else its own, else
+    :data:`DEFAULT_SEEDS`."""
+    return list(seeds or spec.seeds or DEFAULT_SEEDS)
+
+
+def teacher_runs(runs: Dict[str, RunSpec]) -> set:
+    """The runs another run of ``runs`` takes its teacher from (trained at seed 0 only)."""
+    return {spec.teacher for spec in runs.values() if spec.teacher}
+
+
+def _seeds(value, where: str) -> Tuple[int, ...]:
+    if not isinstance(value, (list, tuple)) or not value or \
+            not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        raise MatrixError(f'{where}: field \'seeds\' must be a non-empty list of integers, '
+                          f'got {value!r}.')
+    return tuple(value)
+
+
+def _spec(name, entry, where: str) -> RunSpec:
+    """Check one entry of a matrix file and make it a :class:`RunSpec`."""
+    where = f'{where}: run {name!r}'
+    if not isinstance(name, str) or not name.strip():
+        raise MatrixError(f'{where}: run names must be non-empty strings.')
+    if not isinstance(entry, dict):
+        raise MatrixError(f'{where}: expected a dict with a \'config\' field, got {entry!r}.')
+    unknown = sorted(set(entry) - set(_FIELDS))
+    if unknown:
+        raise MatrixError(f'{where}: unknown field(s) {unknown}; the fields are '
+                          f'{list(_FIELDS)}.')
+    config = entry.get('config')
+    if not isinstance(config, str) or not config:
+        raise MatrixError(f'{where}: field \'config\' is missing; give the path of the '
+                          f'run\'s config.')
+    if '::' not in config and not osp.isfile(config):
+        raise MatrixError(f'{where}: field \'config\': {config} does not exist (paths are '
+                          f'relative to the directory the benchmark runs in).')
+    options = entry.get('cfg_options', ())
+    if not isinstance(options, (list, tuple)) or \
+            not all(isinstance(o, str) and '=' in o for o in options):
+        raise MatrixError(f'{where}: field \'cfg_options\' must be a list of \'key=value\' '
+                          f'strings (as tools/train.py --cfg-options), got {options!r}.')
+    for field in ('teacher', 'teacher_ckpt'):
+        if entry.get(field) is not None and not isinstance(entry[field], str):
+            raise MatrixError(f'{where}: field {field!r} must be a string, got '
+                              f'{entry[field]!r}.')
+    seeds = _seeds(entry['seeds'], where) if entry.get('seeds') is not None else None
+    return RunSpec(config, tuple(options), seeds, entry.get('teacher'),
+                   entry.get('teacher_ckpt'))
+
+
+def load_matrix(path: str) -> Dict[str, RunSpec]:
+    """Read a user's matrix file (module doc) into ``{run name: RunSpec}``.
+
+    Raises:
+        MatrixError: the file has no ``runs``, or an entry is wrong; the message
+            names the file, the run and the field.
+    """
+    from mmengine.config import Config
+    where = f'benchmark matrix {path}'
+    if not osp.isfile(path):
+        raise MatrixError(f'{where}: file not found.')
+    cfg = Config.fromfile(path).to_dict()
+    runs = cfg.get('runs')
+    if not isinstance(runs, dict) or not runs:
+        raise MatrixError(f'{where}: needs a non-empty dict `runs = {{run name: '
+                          f'dict(config=...), ...}}`.')
+    default = _seeds(cfg['seeds'], where) if cfg.get('seeds') is not None else None
+    out, dirs = {}, {}
+    for name, entry in runs.items():
+        spec = _spec(name, entry, where)
+        out[name] = spec._replace(seeds=spec.seeds or default)
+        folder = run_dir('', name, 0)
+        if folder in dirs:
+            raise MatrixError(f'{where}: runs {dirs[folder]!r} and {name!r} would share the '
+                              f'work dir {osp.dirname(folder)}; rename one.')
+        dirs[folder] = name
+    for name, spec in out.items():
+        if spec.teacher is not None and (spec.teacher not in out or spec.teacher == name):
+            raise MatrixError(f'{where}: run {name!r}: field \'teacher\': {spec.teacher!r} '
+                              f'is not another run of this matrix; name one of '
+                              f'{sorted(set(out) - {name})} or give teacher_ckpt.')
+    return out
