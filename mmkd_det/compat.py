@@ -13,9 +13,11 @@ import sys
 import torch
 from mmengine.logging import print_log
 
-__all__ = ['apply_patches', 'patch_mmengine_external_configs', 'check_environment', 'cpu_distributed_cfg', 'import_mmrazor_models',
-           'load_checkpoint_file', 'patch_mmengine_checkpoint_loading',
-           'patch_mmengine_cpu_distributed']
+__all__ = [
+    'apply_patches', 'patch_mmengine_external_configs', 'check_environment', 'cpu_distributed_cfg',
+    'import_mmrazor_models', 'load_checkpoint_file', 'patch_mmengine_checkpoint_loading',
+    'patch_mmengine_cpu_distributed'
+]
 _FALLBACK_WARNED = set()  # files already reported as loaded with weights_only=False
 _MMRAZOR_MODELS = None
 
@@ -52,8 +54,11 @@ def _torch_load(filename, map_location=None):
         reason = str(err).partition('error:')[2].strip().split('\n')[0].split('. ')[0]
     if filename not in _FALLBACK_WARNED:
         _FALLBACK_WARNED.add(filename)
-        print_log(f'{filename} loaded with weights_only=False ({reason or "not allow-listed"}); '
-                  'only load checkpoints you trust.', logger='current', level=logging.WARNING)
+        print_log(
+            f'{filename} loaded with weights_only=False ({reason or "not allow-listed"}); '
+            'only load checkpoints you trust.',
+            logger='current',
+            level=logging.WARNING)
     return torch.load(filename, map_location=map_location, weights_only=False)
 
 
@@ -111,9 +116,9 @@ def import_mmrazor_models():
         import joblib  # noqa: F401  (used by mmrazor.models, not declared by mmrazor)
         import mmrazor  # asserts mmcv <= 2.1.0, so mmcv must be importable
     except ImportError as err:
-        raise ImportError(f'mmrazor KD parts need mmrazor 1.0.0, joblib and mmcv 2.1.0 ({err}): '
-                          'pip install mmrazor==1.0.0 joblib (mmcv: bash tools/setup_env.sh)'
-                          ) from err
+        raise ImportError(
+            f'mmrazor KD parts need mmrazor 1.0.0, joblib and mmcv 2.1.0 ({err}): '
+            'pip install mmrazor==1.0.0 joblib (mmcv: bash tools/setup_env.sh)') from err
     real = mmrazor.digit_version
     if 'mmrazor.models' in sys.modules or real(torch.__version__) < real('2.0.0'):
         _MMRAZOR_MODELS = importlib.import_module('mmrazor.models')  # nothing to work around
@@ -169,9 +174,11 @@ def cpu_distributed_cfg(cfg, launcher=None):
     if dist_cfg.get('backend') not in ('gloo', 'mpi'):
         dist_cfg['backend'] = 'gloo'
     cfg['env_cfg'] = env_cfg
-    wrapper = dict(cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel', broadcast_buffers=False,
-        find_unused_parameters=cfg.get('find_unused_parameters', False)))
+    wrapper = dict(
+        cfg.get('model_wrapper_cfg') or dict(
+            type='MMDistributedDataParallel',
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False)))
     cfg['model_wrapper_cfg'] = dict(wrapper, device_ids=None)
     return cfg
 

@@ -19,17 +19,26 @@ def parse_args():
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument('--amp', action='store_true', help='enable mixed precision')
     parser.add_argument('--auto-scale-lr', action='store_true', help='scale lr by batch')
-    parser.add_argument('--resume', nargs='?', type=str, const='auto',
-                        help='resume from the given checkpoint, or the latest one')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from the given checkpoint, or the latest one')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    parser.add_argument('--keep-heap', action='store_true',
-                        help='CPU training: keep freed memory in the process (glibc) instead of '
-                             'faulting fresh pages in every step; faster at large image sizes, '
-                             'resident memory stays at the peak (mmkd_det.apis.keep_freed_memory)')
+    parser.add_argument(
+        '--keep-heap',
+        action='store_true',
+        help='CPU training: keep freed memory in the process (glibc) instead of '
+        'faulting fresh pages in every step; faster at large image sizes, '
+        'resident memory stays at the peak (mmkd_det.apis.keep_freed_memory)')
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)

@@ -2,5 +2,6 @@
 # Train it first: python tools/train.py configs/faster_rcnn/faster_rcnn_r101_fpn_1x_voc0712.py
 _base_ = 'mmdet::pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py'
 default_scope = 'mmkd_det'
-model = dict(backbone=dict(
-    depth=101, init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet101')))
+model = dict(
+    backbone=dict(
+        depth=101, init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet101')))

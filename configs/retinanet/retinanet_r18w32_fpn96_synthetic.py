@@ -4,6 +4,4 @@
 # inheriting strategy); its neck cannot (the lateral convs read 64/128/256
 # backbone channels, the teacher's 96/192/384).
 _base_ = ['./retinanet_r18w32_synthetic.py']
-model = dict(
-    neck=dict(out_channels=96),
-    bbox_head=dict(in_channels=96, feat_channels=96))
+model = dict(neck=dict(out_channels=96), bbox_head=dict(in_channels=96, feat_channels=96))

@@ -1,5 +1,5 @@
 # The student baseline of configs/frs/frs_retina_r101_r50_voc.py: mmdet's VOC 07+12
-# RetinaNet R50 unchanged, so `tools/train.py` and `tools/benchmark.py --preset
+# RetinaNet R50 unchanged, so `tools/train.py` and `tools/analysis_tools/benchmark.py --preset
 # voc_retina` can run it next to the distilled student.
 _base_ = 'mmdet::pascal_voc/retinanet_r50_fpn_1x_voc0712.py'
 default_scope = 'mmkd_det'

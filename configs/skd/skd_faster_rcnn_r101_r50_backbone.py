@@ -4,5 +4,5 @@
 _base_ = './skd_faster_rcnn_r101_r50.py'
 model = dict(
     recorders=dict(fpn=dict(source='backbone')),
-    distill_losses=dict(loss_skd=dict(
-        nonlocal_cfg=dict(sub_sample=(8, 4, 2, 2), reduction=(4, 4, 4, 8)))))
+    distill_losses=dict(
+        loss_skd=dict(nonlocal_cfg=dict(sub_sample=(8, 4, 2, 2), reduction=(4, 4, 4, 8)))))

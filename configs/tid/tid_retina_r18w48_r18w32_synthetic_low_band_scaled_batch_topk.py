@@ -1,4 +1,5 @@
-# TID reading (docs/tid.md): top-k over the whole batch instead of per image, on the literal Eq.
+# TID reading (configs/tid/README.md): top-k over the whole batch instead of per image, on the
+# literal Eq.
 # 11 low band.
 _base_ = './tid_retina_r18w48_r18w32_synthetic_low_band_scaled.py'
 model = dict(distill_losses=dict(loss_tid=dict(topk_scope='batch')))

@@ -1,3 +1,3 @@
-# TID reading (docs/tid.md): gamma = 0.25, on the literal Eq. 11 low band.
+# TID reading (configs/tid/README.md): gamma = 0.25, on the literal Eq. 11 low band.
 _base_ = './tid_retina_r18w48_r18w32_synthetic_low_band_scaled.py'
 model = dict(distill_losses=dict(loss_tid=dict(gamma=0.25)))

@@ -1,3 +1,4 @@
-# TID reading (docs/tid.md): the key area as a 0/1 indicator, on the literal Eq. 11 low band.
+# TID reading (configs/tid/README.md): the key area as a 0/1 indicator, on the literal Eq. 11 low
+# band.
 _base_ = './tid_retina_r18w48_r18w32_synthetic_low_band_scaled.py'
 model = dict(distill_losses=dict(loss_tid=dict(key_mode='indicator')))

@@ -70,7 +70,8 @@ def phase_memory(config: str, options: Sequence[str], teacher_ckpt: Optional[str
     def run():
         fn()
         step.model.zero_grad(set_to_none=True)
-    run()   # one-time allocations (kernels' caches, lazy buffers) are not the step's
+
+    run()  # one-time allocations (kernels' caches, lazy buffers) are not the step's
     extra = peak_extra_bytes(run)
     return dict(phase=phase, params=step.param_bytes(phase), activations=extra)
 
@@ -99,20 +100,26 @@ def measure(config, options, teacher_ckpt, iters, warmup, memory=True) -> dict:
     step = Step.from_config(config, parse_options(options), teacher_ckpt)
     samples, faults, parts = {}, {}, {}
     mean = time_steps(step, iters, warmup, samples=samples, faults=faults, parts=parts)
-    res = dict(config=config, iters=iters, threads=torch.get_num_threads(),
-               batch=list(step.inputs.shape), **time_ratios(mean, samples, parts),
-               minor_page_faults=faults)
+    res = dict(
+        config=config,
+        iters=iters,
+        threads=torch.get_num_threads(),
+        batch=list(step.inputs.shape),
+        **time_ratios(mean, samples, parts),
+        minor_page_faults=faults)
     del step
     gc.collect()
     if memory:
         mem = memory_steps(config, options, teacher_ckpt)
         total = {k: v['params'] + v['activations'] for k, v in mem.items()}
-        res.update(memory_bytes=mem, memory_total_bytes=total,
-                   memory_distill_over_student_plus_teacher=total['distill'] /
-                   (total['student'] + total['teacher']),
-                   activation_memory_distill_over_student_plus_teacher=(
-                       mem['distill']['activations'] /
-                       (mem['student']['activations'] + mem['teacher']['activations'])))
+        res.update(
+            memory_bytes=mem,
+            memory_total_bytes=total,
+            memory_distill_over_student_plus_teacher=total['distill'] /
+            (total['student'] + total['teacher']),
+            activation_memory_distill_over_student_plus_teacher=(
+                mem['distill']['activations'] /
+                (mem['student']['activations'] + mem['teacher']['activations'])))
     return res
 
 
@@ -134,8 +141,10 @@ def summary(res: dict) -> str:
         lines.append(parts)
     if 'memory_total_bytes' in res:
         m = res['memory_total_bytes']
-        lines += [f'{k:>8}: {v / 2**20:8.1f} MiB (params '
-                  f'{res["memory_bytes"][k]["params"] / 2**20:.1f})' for k, v in m.items()]
+        lines += [
+            f'{k:>8}: {v / 2**20:8.1f} MiB (params '
+            f'{res["memory_bytes"][k]["params"] / 2**20:.1f})' for k, v in m.items()
+        ]
         lines.append(f'memory distill / (student + teacher) = '
                      f'{res["memory_distill_over_student_plus_teacher"]:.3f} '
                      f'(target <= {MEMORY_TARGET}); activations only '
@@ -145,28 +154,30 @@ def summary(res: dict) -> str:
 
 def table(results: dict) -> str:
     """Markdown table of ``{run name: measure() result}``."""
-    rows = ['| run | student ms | teacher ms | distill ms | time ratio | median per-iteration '
-            'ratio (quartiles) | loss alone ms | floor | overhead ms | loss forward % | '
-            'masks % | student MiB | teacher MiB | distill MiB | memory ratio | '
-            'activations ratio |',
-            '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+    rows = [
+        '| run | student ms | teacher ms | distill ms | time ratio | median per-iteration '
+        'ratio (quartiles) | loss alone ms | floor | overhead ms | loss forward % | '
+        'masks % | student MiB | teacher MiB | distill MiB | memory ratio | '
+        'activations ratio |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'
+    ]
     for name, r in results.items():
         t, m = r['mean_seconds'], r.get('memory_total_bytes', {})
         time_ok = '' if r['distill_over_student_plus_teacher'] <= TIME_TARGET else ' ✗'
         pr = r['paired_ratio']
         cells = [name] + [f'{1000 * t[k]:.1f}' for k in PHASES] + [
             f'{r["distill_over_student_plus_teacher"]:.3f}{time_ok}',
-            f'{pr["median"]:.3f} ({pr["q1"]:.3f}–{pr["q3"]:.3f})',
-            f'{1000 * t["loss_alone"]:.1f}', f'{r["floor_over_student_plus_teacher"]:.3f}',
-            f'{1000 * r["overhead_seconds"]:.1f}',
+            f'{pr["median"]:.3f} ({pr["q1"]:.3f}–{pr["q3"]:.3f})', f'{1000 * t["loss_alone"]:.1f}',
+            f'{r["floor_over_student_plus_teacher"]:.3f}', f'{1000 * r["overhead_seconds"]:.1f}',
             f'{100 * t.get("losses", 0) / t["distill"]:.1f}',
-            f'{100 * r["masks_share_of_distill_step"]:.1f}']
+            f'{100 * r["masks_share_of_distill_step"]:.1f}'
+        ]
         if m:
             mem_ok = '' if r['memory_distill_over_student_plus_teacher'] <= MEMORY_TARGET \
                 else ' ✗'
             cells += [f'{m[k] / 2**20:.1f}' for k in PHASES] + [
                 f'{r["memory_distill_over_student_plus_teacher"]:.3f}{mem_ok}',
-                f'{r["activation_memory_distill_over_student_plus_teacher"]:.3f}']
+                f'{r["activation_memory_distill_over_student_plus_teacher"]:.3f}'
+            ]
         else:
             cells += [''] * 5
         rows.append('| ' + ' | '.join(cells) + ' |')
@@ -182,8 +193,7 @@ def _phase_child() -> None:
     p.add_argument('--teacher-ckpt')
     p.add_argument('--cfg-options', nargs='+', default=[])
     args = p.parse_args()
-    print(json.dumps(phase_memory(args.config, args.cfg_options, args.teacher_ckpt,
-                                  args.phase)))
+    print(json.dumps(phase_memory(args.config, args.cfg_options, args.teacher_ckpt, args.phase)))
 
 
 if __name__ == '__main__':

@@ -26,7 +26,10 @@ RUNS = [  # name, config, needs teacher
 ]
 
 
-def run_demo(work_dir: str, train_script: str, seed: int = 0, data: str = 'data/synthetic',
+def run_demo(work_dir: str,
+             train_script: str,
+             seed: int = 0,
+             data: str = 'data/synthetic',
              teacher_ckpt: Optional[str] = None) -> List[Tuple[str, str, dict, float]]:
     """Train (or reuse) the demo's runs in ``<work_dir>/<model>``.
 
@@ -73,8 +76,10 @@ def demo_table(rows: Sequence[Tuple[str, str, dict, float]]) -> str:
     """Markdown table of :func:`run_demo`'s rows: COCO AP, AP50, AP75, APs/m/l,
     gain over the student and training seconds."""
     base = next(m for n, _, m, _ in rows if n == 'student').get('coco/bbox_mAP', 0.0)
-    lines = ['| model | config | mAP | AP50 | AP75 | APs | APm | APl | gain vs student | train s |',
-             '|---|---|---|---|---|---|---|---|---|---|']
+    lines = [
+        '| model | config | mAP | AP50 | AP75 | APs | APm | APl | gain vs student | train s |',
+        '|---|---|---|---|---|---|---|---|---|---|'
+    ]
     for name, cfg, m, secs in rows:
         vals = ' | '.join(f'{100 * m.get("coco/" + k, float("nan")):.1f}' for k in METRICS)
         gain = f'{100 * (m.get("coco/bbox_mAP", 0) - base):+.1f}' if name != 'teacher' else ''
@@ -88,7 +93,8 @@ def write_demo(rows: Sequence[Tuple[str, str, dict, float]], work_dir: str) -> N
         f.write(demo_table(rows) + '\n')
     with open(osp.join(work_dir, 'results.json'), 'w') as f:
         json.dump([dict(name=n, config=c, metrics=m, train_seconds=s) for n, c, m, s in rows],
-                  f, indent=2)
+                  f,
+                  indent=2)
 
 
 def seeds_table(work_dirs: Sequence[str]) -> str:
@@ -99,10 +105,12 @@ def seeds_table(work_dirs: Sequence[str]) -> str:
         with open(osp.join(wd, 'results.json')) as f:
             for run in json.load(f):
                 if run['name'] != 'teacher':
-                    vals.setdefault(run['name'], []).append(
-                        [100 * run['metrics']['coco/' + k] for k in METRICS])
-    lines = ['| model | mAP | AP50 | AP75 | APs | APm | APl | per-run mAP |',
-             '|---|---|---|---|---|---|---|---|']
+                    vals.setdefault(run['name'],
+                                    []).append([100 * run['metrics']['coco/' + k] for k in METRICS])
+    lines = [
+        '| model | mAP | AP50 | AP75 | APs | APm | APl | per-run mAP |',
+        '|---|---|---|---|---|---|---|---|'
+    ]
     for name, rows in vals.items():
         cells = ' | '.join(f'{st.mean(c):.1f} ± {st.stdev(c) if len(c) > 1 else 0:.1f}'
                            for c in zip(*rows))
@@ -110,6 +118,8 @@ def seeds_table(work_dirs: Sequence[str]) -> str:
     for name in vals:
         if name != 'student' and 'student' in vals:
             gains = [f[0] - s[0] for s, f in zip(vals['student'], vals[name])]
-            lines += ['', f'{name} gain in mAP per run: ' +
-                      ', '.join(f'{g:+.1f}' for g in gains) + f' (mean {st.mean(gains):+.1f}).']
+            lines += [
+                '', f'{name} gain in mAP per run: ' + ', '.join(f'{g:+.1f}' for g in gains) +
+                f' (mean {st.mean(gains):+.1f}).'
+            ]
     return '\n'.join(lines)

@@ -18,8 +18,10 @@ from mmengine.registry import DefaultScope
 from mmkd_det.apis import build_distiller, build_loader
 
 
-def grad_norms(config: str, teacher_ckpt: Optional[str] = None,
-               checkpoint: Optional[str] = None, batches: int = 3,
+def grad_norms(config: str,
+               teacher_ckpt: Optional[str] = None,
+               checkpoint: Optional[str] = None,
+               batches: int = 3,
                cfg_options: Optional[dict] = None) -> dict:
     """Mean value and gradient norm of each loss term over ``batches`` batches.
 
@@ -47,18 +49,23 @@ def grad_norms(config: str, teacher_ckpt: Optional[str] = None,
         state = load_checkpoint_file(checkpoint, map_location='cpu')
         model.load_state_dict(state.get('state_dict', state), strict=True)
     model.train()
-    model.set_progress(iter=10 ** 9)  # past any warm-up
+    model.set_progress(iter=10**9)  # past any warm-up
     params = [q for q in model.student.parameters() if q.requires_grad]
     rows = {}
     for _, data in zip(range(batches), loader):
         batch = model.data_preprocessor(data, True)
         losses = model.loss(batch['inputs'], batch['data_samples'])
-        groups = {'task': model.parse_losses(
-            {k: v for k, v in losses.items() if not k.startswith('distill')})[0]}
+        groups = {
+            'task':
+            model.parse_losses({
+                k: v
+                for k, v in losses.items() if not k.startswith('distill')
+            })[0]
+        }
         groups.update({k: v for k, v in losses.items() if k.startswith('distill.')})
         for name, value in groups.items():
             grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
-            norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))
+            norm = torch.sqrt(sum((g.float()**2).sum() for g in grads if g is not None))
             rows.setdefault(name, []).append((value.item(), norm.item()))
     task_norm = st.mean(n for _, n in rows['task'])
     out = {}
@@ -71,6 +78,8 @@ def grad_norms(config: str, teacher_ckpt: Optional[str] = None,
 def grad_norms_table(terms: dict) -> str:
     """The printed table of a :func:`grad_norms` result."""
     lines = [f'{"term":32s} {"value":>10s} {"grad norm":>10s} {"/ task":>8s}']
-    lines += [f'{name:32s} {t["value"]:10.4g} {t["grad_norm"]:10.4g} '
-              f'{t["grad_norm_over_task"]:8.3g}' for name, t in terms.items()]
+    lines += [
+        f'{name:32s} {t["value"]:10.4g} {t["grad_norm"]:10.4g} '
+        f'{t["grad_norm_over_task"]:8.3g}' for name, t in terms.items()
+    ]
     return '\n'.join(lines)

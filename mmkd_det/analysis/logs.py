@@ -54,8 +54,11 @@ def final_checkpoint(work_dir: str) -> Optional[str]:
     return ckpt if osp.isfile(ckpt) else None
 
 
-def train_in_subprocess(train_script: str, config: str, work_dir: str,
-                        cfg_options: Sequence[str], cwd: Optional[str] = None,
+def train_in_subprocess(train_script: str,
+                        config: str,
+                        work_dir: str,
+                        cfg_options: Sequence[str],
+                        cwd: Optional[str] = None,
                         env: Optional[dict] = None) -> float:
     """Run ``train_script config --work-dir work_dir --cfg-options ...`` with this
     Python, its output in ``<work_dir>/train_stdout.log``.
@@ -74,8 +77,9 @@ def train_in_subprocess(train_script: str, config: str, work_dir: str,
     Raises:
         RuntimeError: the training failed; the message names its log.
     """
-    cmd = [sys.executable, train_script, config, '--work-dir', work_dir, '--cfg-options',
-           *cfg_options]
+    cmd = [
+        sys.executable, train_script, config, '--work-dir', work_dir, '--cfg-options', *cfg_options
+    ]
     print('$', ' '.join(cmd), flush=True)
     log_path = osp.join(work_dir, 'train_stdout.log')
     start = time.time()

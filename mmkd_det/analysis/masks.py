@@ -26,7 +26,7 @@ def load_student(model, path):
     from mmkd_det.compat import load_checkpoint_file
     ckpt = load_checkpoint_file(path)
     state = ckpt.get('state_dict', ckpt)
-    if any(k.startswith('student.') for k in state):       # a Distiller checkpoint
+    if any(k.startswith('student.') for k in state):  # a Distiller checkpoint
         state = student_checkpoint(ckpt)['state_dict']
     missing = model.student.load_state_dict(state, strict=False).missing_keys
     if missing:
@@ -47,8 +47,9 @@ def draw(image, maps: dict, title: str, path: str) -> None:
         vmax = max(float(m.max()) for m in levels) or 1.0
         for c, m in enumerate(levels):
             ax = axes[r][c]
-            up = F.interpolate(m[None, None].float(), scale_factor=image_scale(m, image),
-                               mode='nearest')[0, 0][:h, :w]
+            up = F.interpolate(
+                m[None, None].float(), scale_factor=image_scale(m, image),
+                mode='nearest')[0, 0][:h, :w]
             ax.imshow(image)
             im = ax.imshow(up.numpy(), cmap='jet', alpha=0.55, vmin=0, vmax=vmax)
             ax.set_xticks([])
@@ -69,8 +70,11 @@ def image_scale(level_map, image) -> int:
         else 1
 
 
-def save_mask_figures(config: str, out: str, teacher_ckpt: Optional[str] = None,
-                      student_ckpt: Optional[str] = None, num_images: int = 4,
+def save_mask_figures(config: str,
+                      out: str,
+                      teacher_ckpt: Optional[str] = None,
+                      student_ckpt: Optional[str] = None,
+                      num_images: int = 4,
                       cfg_options: Optional[dict] = None) -> List[str]:
     """Draw the masks of ``config`` on ``num_images`` validation images (module doc).
 
@@ -90,8 +94,8 @@ def save_mask_figures(config: str, out: str, teacher_ckpt: Optional[str] = None,
         ValueError: the config is not a Distiller config or none of its losses
             defines ``visual_maps``.
     """
-    _, model, data = build_distiller_and_batch(config, cfg_options, teacher_ckpt, split='val',
-                                               batch_size=num_images)
+    _, model, data = build_distiller_and_batch(
+        config, cfg_options, teacher_ckpt, split='val', batch_size=num_images)
     with DefaultScope.overwrite_default_scope('mmkd_det'):
         if student_ckpt:
             load_student(model, student_ckpt)
@@ -105,13 +109,14 @@ def save_mask_figures(config: str, out: str, teacher_ckpt: Optional[str] = None,
     written = []
     pad_h, pad_w = batch['inputs'].shape[-2:]
     for i, sample in enumerate(batch['data_samples']):
-        raw = data['inputs'][i].permute(1, 2, 0).flip(-1)      # BGR uint8 -> RGB
+        raw = data['inputs'][i].permute(1, 2, 0).flip(-1)  # BGR uint8 -> RGB
         canvas = torch.zeros(pad_h, pad_w, 3, dtype=torch.uint8)
         canvas[:raw.shape[0], :raw.shape[1]] = raw
         for name, per_map in maps.items():
             per_image = {k: [lvl[i] for lvl in v] for k, v in per_map.items()}
             path = osp.join(out, f'{name}_img{i}.png')
-            draw(canvas.numpy(), per_image, f'{osp.basename(config)} / {name} / '
-                 f'{osp.basename(sample.img_path)} ({len(sample.gt_instances)} GT)', path)
+            draw(
+                canvas.numpy(), per_image, f'{osp.basename(config)} / {name} / '
+                f'{osp.basename(sample.img_path)} ({len(sample.gt_instances)} GT)', path)
             written.append(path)
     return written

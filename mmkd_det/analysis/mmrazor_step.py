@@ -33,12 +33,12 @@ from mmkd_det.apis import first_batch
 
 #: the synthetic pair's model (student and teacher)
 TEACHER = 'configs/retinanet/retinanet_r18w48_synthetic.py'
-FULL = dict(student='mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
-            teacher='mmdet::retinanet/retinanet_r101_fpn_1x_coco.py')
+FULL = dict(
+    student='mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+    teacher='mmdet::retinanet/retinanet_r101_fpn_1x_coco.py')
 
 
-def full_pair(batch: int, size=(800, 1333), boxes: int = 7, seed: int = 0,
-              num_classes: int = 80):
+def full_pair(batch: int, size=(800, 1333), boxes: int = 7, seed: int = 0, num_classes: int = 80):
     """Student and teacher model configs, a teacher checkpoint and a data batch
     (``pair='full'``): ``batch`` random uint8 images of ``size`` (H, W) with
     ``boxes`` random boxes of ``num_classes`` classes each."""
@@ -50,11 +50,11 @@ def full_pair(batch: int, size=(800, 1333), boxes: int = 7, seed: int = 0,
     cfgs = {}
     for role, path in FULL.items():
         cfgs[role] = get_config(path).model
-        cfgs[role].backbone.init_cfg = None   # no download: random weights
+        cfgs[role].backbone.init_cfg = None  # no download: random weights
     with DefaultScope.overwrite_default_scope('mmkd_det'):
         torch.manual_seed(seed)
         teacher = MODELS.build(copy.deepcopy(cfgs['teacher']))
-        teacher.init_weights()   # the heads' prior-probability bias, as in training
+        teacher.init_weights()  # the heads' prior-probability bias, as in training
     ckpt = osp.join(tempfile.mkdtemp(), 'teacher_r101_random.pth')
     torch.save(dict(state_dict=teacher.state_dict()), ckpt)
     g = torch.Generator().manual_seed(seed)
@@ -64,20 +64,26 @@ def full_pair(batch: int, size=(800, 1333), boxes: int = 7, seed: int = 0,
         data['inputs'].append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g))
         xy = torch.rand(boxes, 2, generator=g) * torch.tensor([0.7 * w, 0.7 * h])
         wh = torch.rand(boxes, 2, generator=g) * torch.tensor([0.3 * w, 0.3 * h]) + 8
-        sample = DetDataSample(metainfo=dict(img_shape=size, ori_shape=size,
-                                             scale_factor=(1.0, 1.0)))
+        sample = DetDataSample(
+            metainfo=dict(img_shape=size, ori_shape=size, scale_factor=(1.0, 1.0)))
         sample.gt_instances = InstanceData(
             bboxes=torch.cat([xy, xy + wh], 1),
-            labels=torch.randint(0, num_classes, (boxes,), generator=g))
+            labels=torch.randint(0, num_classes, (boxes, ), generator=g))
         data['data_samples'].append(sample)
     return cfgs['student'], cfgs['teacher'], ckpt, data
 
 
-def compare_pkd_step(pair: str = 'synthetic', teacher_ckpt: Optional[str] = None,
-                     batch: int = 2, size: Sequence[int] = (800, 1333),
-                     breakdown: bool = False, iters: int = 20, warmup: int = 3,
-                     loss_weight: float = 10.0, cfg_options: Optional[dict] = None,
-                     distiller_options: Optional[dict] = None, keep_heap: bool = False) -> dict:
+def compare_pkd_step(pair: str = 'synthetic',
+                     teacher_ckpt: Optional[str] = None,
+                     batch: int = 2,
+                     size: Sequence[int] = (800, 1333),
+                     breakdown: bool = False,
+                     iters: int = 20,
+                     warmup: int = 3,
+                     loss_weight: float = 10.0,
+                     cfg_options: Optional[dict] = None,
+                     distiller_options: Optional[dict] = None,
+                     keep_heap: bool = False) -> dict:
     """Time the PKD step of the Distiller against mmrazor's (module doc).
 
     Args:
@@ -111,12 +117,14 @@ def compare_pkd_step(pair: str = 'synthetic', teacher_ckpt: Optional[str] = None
         student_cfg, teacher_cfg = cfg.model, cfg.model
         data = first_batch(cfg.train_dataloader)
     levels = [0, 1, 2, 3]
-    ours_cfg = dict(type='Distiller', student=copy.deepcopy(student_cfg),
-                    teacher=copy.deepcopy(teacher_cfg), teacher_ckpt=teacher_ckpt,
-                    recorders=dict(fpn=dict(source='neck', levels=levels)),
-                    distill_losses=dict(loss_pkd=dict(type='PKDLoss',
-                                                      loss_weight=loss_weight)),
-                    **(distiller_options or {}))
+    ours_cfg = dict(
+        type='Distiller',
+        student=copy.deepcopy(student_cfg),
+        teacher=copy.deepcopy(teacher_cfg),
+        teacher_ckpt=teacher_ckpt,
+        recorders=dict(fpn=dict(source='neck', levels=levels)),
+        distill_losses=dict(loss_pkd=dict(type='PKDLoss', loss_weight=loss_weight)),
+        **(distiller_options or {}))
     with DefaultScope.overwrite_default_scope('mmkd_det'):
         torch.manual_seed(0)
         ours = MODELS.build(ours_cfg)
@@ -125,19 +133,27 @@ def compare_pkd_step(pair: str = 'synthetic', teacher_ckpt: Optional[str] = None
 
     def mmdet(cfg):
         return dict(copy.deepcopy(cfg.to_dict()), _scope_='mmdet')
+
     razor_cfg = dict(
         type='SingleTeacherDistill',
-        architecture=mmdet(student_cfg), teacher=mmdet(teacher_cfg),
+        architecture=mmdet(student_cfg),
+        teacher=mmdet(teacher_cfg),
         teacher_ckpt=teacher_ckpt,
         distiller=dict(
             type='ConfigurableDistiller',
             student_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
             teacher_recorders=dict(fpn=dict(type='ModuleOutputs', source='neck')),
-            distill_losses={f'loss_pkd_fpn{i}': dict(type='PKDLoss', loss_weight=loss_weight)
-                            for i in levels},
-            loss_forward_mappings={f'loss_pkd_fpn{i}': dict(
-                preds_S=dict(from_student=True, recorder='fpn', data_idx=i),
-                preds_T=dict(from_student=False, recorder='fpn', data_idx=i)) for i in levels}))
+            distill_losses={
+                f'loss_pkd_fpn{i}': dict(type='PKDLoss', loss_weight=loss_weight)
+                for i in levels
+            },
+            loss_forward_mappings={
+                f'loss_pkd_fpn{i}':
+                dict(
+                    preds_S=dict(from_student=True, recorder='fpn', data_idx=i),
+                    preds_T=dict(from_student=False, recorder='fpn', data_idx=i))
+                for i in levels
+            }))
     with DefaultScope.overwrite_default_scope('mmrazor'):
         razor = RAZOR_MODELS.build(razor_cfg)
     razor.student.load_state_dict(ours.student.state_dict())  # same student weights
@@ -157,23 +173,29 @@ def compare_pkd_step(pair: str = 'synthetic', teacher_ckpt: Optional[str] = None
     check = step(ours, inputs, samples)['distill.loss_pkd'].item()
     r_losses = step(razor, r_batch['inputs'], r_batch['data_samples'])
     r_check = sum(v.item() for k, v in r_losses.items() if 'loss_pkd' in k)
-    fns = dict(mmkd_det=lambda: step(ours, inputs, samples),
-               mmrazor=lambda: step(razor, r_batch['inputs'], r_batch['data_samples']))
+    fns = dict(
+        mmkd_det=lambda: step(ours, inputs, samples),
+        mmrazor=lambda: step(razor, r_batch['inputs'], r_batch['data_samples']))
     if breakdown:
+
         def razor_teacher():
             with torch.no_grad():
                 razor.teacher(r_batch['inputs'], r_batch['data_samples'], mode='loss')
+
         fns.update({
-            'mmkd_det student step': lambda: step(ours.student, inputs, samples),
-            'mmrazor student step': lambda: step(razor.student, r_batch['inputs'],
-                                                 r_batch['data_samples']),
-            'mmkd_det teacher forward': lambda: (ours._teacher_forward(inputs),
-                                                 ours.teacher_recorder.reset()),
-            'mmrazor teacher forward (loss mode)': razor_teacher})
+            'mmkd_det student step':
+            lambda: step(ours.student, inputs, samples),
+            'mmrazor student step':
+            lambda: step(razor.student, r_batch['inputs'], r_batch['data_samples']),
+            'mmkd_det teacher forward':
+            lambda: (ours._teacher_forward(inputs), ours.teacher_recorder.reset()),
+            'mmrazor teacher forward (loss mode)':
+            razor_teacher
+        })
     times = {k: [] for k in fns}
     names = list(fns)
     for it in range(warmup + iters):
-        shift = it % len(names)   # rotate the order: no step always follows the same one
+        shift = it % len(names)  # rotate the order: no step always follows the same one
         for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
             fns[name]()
@@ -183,11 +205,17 @@ def compare_pkd_step(pair: str = 'synthetic', teacher_ckpt: Optional[str] = None
     # per iteration: the two steps ran back to back, so a slow spell of the
     # machine weighs on both
     paired = st.median(a / b for a, b in zip(times['mmkd_det'], times['mmrazor']))
-    res = dict(pair=pair, threads=torch.get_num_threads(), batch=list(inputs.shape),
-               iters=iters, keep_heap=keep_heap,
-               pkd_value=dict(mmkd_det=check, mmrazor=r_check), mean_seconds=mean,
-               ratio_mmkd_det_over_mmrazor=mean['mmkd_det'] / mean['mmrazor'],
-               median_per_iteration_ratio=paired, samples_seconds=times)
+    res = dict(
+        pair=pair,
+        threads=torch.get_num_threads(),
+        batch=list(inputs.shape),
+        iters=iters,
+        keep_heap=keep_heap,
+        pkd_value=dict(mmkd_det=check, mmrazor=r_check),
+        mean_seconds=mean,
+        ratio_mmkd_det_over_mmrazor=mean['mmkd_det'] / mean['mmrazor'],
+        median_per_iteration_ratio=paired,
+        samples_seconds=times)
     if breakdown:
         # no PKD and no Distiller bookkeeping at all: our student step + teacher pass
         res['floor_over_mmrazor'] = (mean['mmkd_det student step'] +
@@ -201,7 +229,7 @@ def compare_summary(res: dict) -> str:
     lines = [f'PKD on the first batch: mmkd_det {v["mmkd_det"]:.6f}, mmrazor {v["mmrazor"]:.6f}']
     lines += [f'{k:>9}: {1000 * s:8.1f} ms per step' for k, s in mean.items()]
     lines.append(f'mmkd_det / mmrazor = {res["ratio_mmkd_det_over_mmrazor"]:.3f} (means), '
-                 f'{res["median_per_iteration_ratio"]:.3f} (median per iteration)'
-                 + (f'; floor (student step + teacher pass) / mmrazor = '
-                    f'{res["floor_over_mmrazor"]:.3f}' if 'floor_over_mmrazor' in res else ''))
+                 f'{res["median_per_iteration_ratio"]:.3f} (median per iteration)' +
+                 (f'; floor (student step + teacher pass) / mmrazor = '
+                  f'{res["floor_over_mmrazor"]:.3f}' if 'floor_over_mmrazor' in res else ''))
     return '\n'.join(lines)

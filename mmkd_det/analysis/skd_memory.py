@@ -21,10 +21,12 @@ import subprocess
 import sys
 
 SETTINGS = {
-    "authors' strides 8/4/2/2/2": dict(sub_sample=(8, 4, 2, 2, 2), reduction=(4, 4, 2, 2, 2)),
-    'stride 16/8/4/4/4 (mmrazor double pool)': dict(sub_sample=(16, 8, 4, 4, 4),
-                                                    reduction=(4, 4, 2, 2, 2)),
-    'no sub-sampling': dict(sub_sample=1, reduction=(4, 4, 2, 2, 2)),
+    "authors' strides 8/4/2/2/2":
+    dict(sub_sample=(8, 4, 2, 2, 2), reduction=(4, 4, 2, 2, 2)),
+    'stride 16/8/4/4/4 (mmrazor double pool)':
+    dict(sub_sample=(16, 8, 4, 4, 4), reduction=(4, 4, 2, 2, 2)),
+    'no sub-sampling':
+    dict(sub_sample=1, reduction=(4, 4, 2, 2, 2)),
 }
 
 
@@ -49,8 +51,7 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
-def setting_peak(setting: str, height: int, width: int, batch: int, mode: str,
-                 device: str) -> dict:
+def setting_peak(setting: str, height: int, width: int, batch: int, mode: str, device: str) -> dict:
     """``peak_gb`` of one SKDLoss forward + backward of ``setting`` (a key of
     :data:`SETTINGS`) in this process (module doc)."""
     import torch
@@ -59,8 +60,7 @@ def setting_peak(setting: str, height: int, width: int, batch: int, mode: str,
     torch.manual_seed(0)
     cuda = device == 'cuda'
     shapes = level_shapes(height, width)
-    loss = SKDLoss(preset='paper_two_stage', nonlocal_mode=mode,
-                   nonlocal_cfg=SETTINGS[setting])
+    loss = SKDLoss(preset='paper_two_stage', nonlocal_mode=mode, nonlocal_cfg=SETTINGS[setting])
     size = [torch.Size([batch, 256, h, w]) for h, w in shapes]
     loss.setup(dict(s_feats=size, t_feats=size))
     loss.to(device)
@@ -81,8 +81,11 @@ def setting_peak(setting: str, height: int, width: int, batch: int, mode: str,
     return dict(peak_gb=peak / 1e9)
 
 
-def measure_settings(height: int = 800, width: int = 1333, batch: int = 2,
-                     mode: str = 'embedded_gaussian', device: str = 'cpu',
+def measure_settings(height: int = 800,
+                     width: int = 1333,
+                     batch: int = 2,
+                     mode: str = 'embedded_gaussian',
+                     device: str = 'cpu',
                      max_gb: float = 8.0) -> list:
     """One row per :data:`SETTINGS` entry: computed relation sizes and, below
     ``max_gb``, the measured peak (each in a fresh process); printed as it goes.
@@ -94,18 +97,21 @@ def measure_settings(height: int = 800, width: int = 1333, batch: int = 2,
     results = []
     for name, cfg in SETTINGS.items():
         per_level = relation_gb(shapes, cfg['sub_sample'], batch)
-        row = dict(setting=name, sub_sample=cfg['sub_sample'],
-                   relation_gb_per_level=[round(x, 4) for x in per_level],
-                   relation_gb_total=round(sum(per_level), 3), measured_peak_gb=None)
+        row = dict(
+            setting=name,
+            sub_sample=cfg['sub_sample'],
+            relation_gb_per_level=[round(x, 4) for x in per_level],
+            relation_gb_total=round(sum(per_level), 3),
+            measured_peak_gb=None)
         if sum(per_level) <= max_gb:
             cmd = [sys.executable, '-m', 'mmkd_det.analysis.skd_memory', '--child', name] + [
-                f'--{k}={v}' for k, v in (('height', height), ('width', width),
-                                          ('batch', batch), ('mode', mode), ('device', device))]
+                f'--{k}={v}' for k, v in (('height', height), ('width', width), ('batch', batch),
+                                          ('mode', mode), ('device', device))
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
                 raise RuntimeError(proc.stderr[-2000:])
-            row['measured_peak_gb'] = round(json.loads(proc.stdout.splitlines()[-1])
-                                            ['peak_gb'], 3)
+            row['measured_peak_gb'] = round(json.loads(proc.stdout.splitlines()[-1])['peak_gb'], 3)
         results.append(row)
         print(setting_line(row), flush=True)
     return results
@@ -129,8 +135,9 @@ def _child() -> None:
     p.add_argument('--mode', required=True)
     p.add_argument('--device', required=True)
     args = p.parse_args()
-    print(json.dumps(setting_peak(args.child, args.height, args.width, args.batch, args.mode,
-                                  args.device)))
+    print(
+        json.dumps(
+            setting_peak(args.child, args.height, args.width, args.batch, args.mode, args.device)))
 
 
 if __name__ == '__main__':

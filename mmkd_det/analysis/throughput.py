@@ -63,7 +63,10 @@ def random_teacher_distiller(config: str, options: Optional[dict] = None):
         return MODELS.build(cfg.model)
 
 
-def full_size_step(config: str, device: str, batch: int, size: Sequence[int],
+def full_size_step(config: str,
+                   device: str,
+                   batch: int,
+                   size: Sequence[int],
                    distiller_options: Optional[dict] = None) -> Step:
     """:class:`Step` of :func:`random_teacher_distiller` on ``device`` with a batch
     of ``batch`` random images of ``size`` (H, W)."""
@@ -73,7 +76,10 @@ def full_size_step(config: str, device: str, batch: int, size: Sequence[int],
     return Step(model, data)
 
 
-def teacher_layouts(step: Step, iters: int, warmup: int, config: Optional[str] = None,
+def teacher_layouts(step: Step,
+                    iters: int,
+                    warmup: int,
+                    config: Optional[str] = None,
                     device: Optional[str] = None) -> dict:
     """Median seconds of the teacher forward with ``teacher_channels_last`` False
     and True, interleaved; the records of both are compared too. ``config`` and
@@ -92,17 +98,24 @@ def teacher_layouts(step: Step, iters: int, warmup: int, config: Optional[str] =
             sync()
             if it >= warmup:
                 times[flag].append(time.perf_counter() - start)
-            records[flag] = {k: model.teacher_recorder.get(k)
-                             for k in model.teacher_recorder.specs}
+            records[flag] = {k: model.teacher_recorder.get(k) for k in model.teacher_recorder.specs}
             model.teacher_recorder.reset()
-    error = max(((a - b).abs().max() / b.abs().max()).item()
-                for k in records[False] for a, b in zip(records[True][k], records[False][k]))
+    error = max(((a - b).abs().max() / b.abs().max()).item() for k in records[False]
+                for a, b in zip(records[True][k], records[False][k]))
     med = {('channels_last' if k else 'nchw'): st.median(v) for k, v in times.items()}
-    return dict(config=config, device=device, batch=list(x.shape),
-                threads=torch.get_num_threads(), iters=iters, median_seconds=med,
-                seconds={('channels_last' if k else 'nchw'): v for k, v in times.items()},
-                channels_last_over_nchw=med['channels_last'] / med['nchw'],
-                max_relative_record_difference=error)
+    return dict(
+        config=config,
+        device=device,
+        batch=list(x.shape),
+        threads=torch.get_num_threads(),
+        iters=iters,
+        median_seconds=med,
+        seconds={
+            ('channels_last' if k else 'nchw'): v
+            for k, v in times.items()
+        },
+        channels_last_over_nchw=med['channels_last'] / med['nchw'],
+        max_relative_record_difference=error)
 
 
 def teacher_layouts_summary(res: dict) -> str:
@@ -114,8 +127,12 @@ def teacher_layouts_summary(res: dict) -> str:
             f'{res["max_relative_record_difference"]:.1e} (relative)')
 
 
-def measure_throughput(step: Step, iters: int, warmup: int, config: Optional[str] = None,
-                       device: Optional[str] = None, distiller_options: Optional[dict] = None,
+def measure_throughput(step: Step,
+                       iters: int,
+                       warmup: int,
+                       config: Optional[str] = None,
+                       device: Optional[str] = None,
+                       distiller_options: Optional[dict] = None,
                        keep_heap: bool = False) -> dict:
     """Time the steps of ``step`` (module doc); on CUDA also the peak memory.
     ``config``, ``device``, ``distiller_options`` and ``keep_heap`` are only
@@ -123,12 +140,19 @@ def measure_throughput(step: Step, iters: int, warmup: int, config: Optional[str
     samples, faults, parts = {}, {}, {}
     mean = time_steps(step, iters, warmup, samples=samples, faults=faults, parts=parts)
     batch = step.inputs.shape[0]
-    res = dict(config=config, device=device, batch=list(step.inputs.shape),
-               threads=torch.get_num_threads(), iters=iters,
-               distiller_options=distiller_options or {}, keep_heap=keep_heap,
-               images_per_s={k: batch / mean[k] for k in ('student', 'distill')},
-               distill_over_student_time=mean['distill'] / mean['student'],
-               **time_ratios(mean, samples, parts), minor_page_faults=faults)
+    res = dict(
+        config=config,
+        device=device,
+        batch=list(step.inputs.shape),
+        threads=torch.get_num_threads(),
+        iters=iters,
+        distiller_options=distiller_options or {},
+        keep_heap=keep_heap,
+        images_per_s={k: batch / mean[k]
+                      for k in ('student', 'distill')},
+        distill_over_student_time=mean['distill'] / mean['student'],
+        **time_ratios(mean, samples, parts),
+        minor_page_faults=faults)
     if step.inputs.is_cuda:
         res['device_name'] = torch.cuda.get_device_name()
         peak = {}
@@ -139,8 +163,7 @@ def measure_throughput(step: Step, iters: int, warmup: int, config: Optional[str
             getattr(step, name)()
             torch.cuda.synchronize()
             peak[name] = torch.cuda.max_memory_allocated()
-        peak['student'] -= param_bytes(step.model.teacher) + param_bytes(
-            step.model.distill_losses)
+        peak['student'] -= param_bytes(step.model.teacher) + param_bytes(step.model.distill_losses)
         res['max_memory_allocated_bytes'] = peak
         res['distill_over_student_memory'] = peak['distill'] / peak['student']
     return res
@@ -153,8 +176,8 @@ def throughput_summary(res: dict) -> str:
     for k in ('student', 'distill'):
         mem = res.get('max_memory_allocated_bytes', {}).get(k)
         lines.append(f'{k:>8}: {1000 * mean[k]:8.1f} ms/step, '
-                     f'{res["images_per_s"][k]:6.2f} images/s'
-                     + (f', {mem / 2**30:.2f} GiB max allocated' if mem else ''))
+                     f'{res["images_per_s"][k]:6.2f} images/s' +
+                     (f', {mem / 2**30:.2f} GiB max allocated' if mem else ''))
     lines.append(f'teacher: {1000 * mean["teacher"]:8.1f} ms/forward')
     lines.append(f'distill / student time = {res["distill_over_student_time"]:.3f}; '
                  f'distill / (student + teacher) = '
@@ -163,6 +186,6 @@ def throughput_summary(res: dict) -> str:
                  f'{res["floor_over_student_plus_teacher"]:.3f}, Distiller overhead '
                  f'{res["overhead_seconds"]:.2f} s')
     lines.append(parts_line(res))
-    lines.append('minor page faults per step: ' + ', '.join(
-        f'{k} {v / 1e3:.0f}k' for k, v in res['minor_page_faults'].items()))
+    lines.append('minor page faults per step: ' +
+                 ', '.join(f'{k} {v / 1e3:.0f}k' for k, v in res['minor_page_faults'].items()))
     return '\n'.join(lines)

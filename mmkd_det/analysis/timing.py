@@ -46,7 +46,7 @@ def peak_extra_bytes(fn, repeats: int = 2) -> int:
     except OSError:
         pass
     before = _status_kb('VmRSS')
-    with open('/proc/self/clear_refs', 'w') as f:   # reset VmHWM to VmRSS
+    with open('/proc/self/clear_refs', 'w') as f:  # reset VmHWM to VmRSS
         f.write('5')
     for _ in range(repeats):
         fn()
@@ -98,11 +98,13 @@ class Step:
 
     def _timed(self, fn, part: str):
         """``fn``, its seconds added to ``part_time[part]``."""
+
         def wrapper(*a, **k):
             start = time.perf_counter()
             out = fn(*a, **k)
             self.part_time[part] = self.part_time.get(part, 0.0) + time.perf_counter() - start
             return out
+
         return wrapper
 
     def _backward_only(self, losses):
@@ -132,8 +134,9 @@ class Step:
             kwargs = m._loss_kwargs(name, self.samples)
             for arg, bound in m.loss_bindings[name].items():
                 if bound[0] == 'record':
-                    kwargs[arg] = [t.detach().requires_grad_(bound[1] == 'student')
-                                   for t in kwargs[arg]]
+                    kwargs[arg] = [
+                        t.detach().requires_grad_(bound[1] == 'student') for t in kwargs[arg]
+                    ]
                     if bound[1] == 'student':
                         self._leaves += kwargs[arg]
             self._loss_inputs[name] = kwargs
@@ -154,9 +157,11 @@ class Step:
 
     def param_bytes(self, phase: str) -> int:
         m = self.model
-        return dict(student=param_bytes(m.student), teacher=param_bytes(m.teacher),
-                    distill=param_bytes(m.student) + param_bytes(m.teacher) +
-                    param_bytes(m.distill_losses))[phase]
+        return dict(
+            student=param_bytes(m.student),
+            teacher=param_bytes(m.teacher),
+            distill=param_bytes(m.student) + param_bytes(m.teacher) +
+            param_bytes(m.distill_losses))[phase]
 
 
 def minor_faults() -> int:
@@ -164,8 +169,13 @@ def minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def time_steps(step: Step, iters: int, warmup: int, phases=TIMED, samples=None,
-               faults=None, parts=None) -> dict:
+def time_steps(step: Step,
+               iters: int,
+               warmup: int,
+               phases=TIMED,
+               samples=None,
+               faults=None,
+               parts=None) -> dict:
     """Mean seconds of each of ``phases``, run interleaved ``warmup + iters`` times,
     the order rotated by one every iteration (CUDA is synchronised around each;
     ``masks`` is then not exact). ``samples``: a dict that receives every
@@ -199,8 +209,7 @@ def time_steps(step: Step, iters: int, warmup: int, phases=TIMED, samples=None,
                 if parts is not None and name in ('student', 'teacher', 'distill'):
                     for part in PARTS:
                         if part in step.part_time:
-                            parts.setdefault(f'{name}.{part}', []).append(
-                                step.part_time[part])
+                            parts.setdefault(f'{name}.{part}', []).append(step.part_time[part])
     if samples is not None:
         samples.update({k: v for k, v in times.items() if v})
     if faults is not None:
@@ -214,13 +223,15 @@ def time_ratios(mean: dict, samples: dict, parts_samples: Optional[dict] = None)
     parts = mean['student'] + mean['teacher']
     extra = dict(parts_seconds={k: st.mean(v) for k, v in parts_samples.items()}) \
         if parts_samples else {}
-    return dict(mean_seconds=mean, **extra,
-                distill_over_student_plus_teacher=mean['distill'] / parts,
-                paired_ratio=paired_ratio(samples),
-                floor_over_student_plus_teacher=(parts + mean['loss_alone']) / parts,
-                overhead_seconds=mean['distill'] - parts - mean['loss_alone'],
-                masks_share_of_distill_step=mean['masks'] / mean['distill'],
-                samples_seconds=samples)
+    return dict(
+        mean_seconds=mean,
+        **extra,
+        distill_over_student_plus_teacher=mean['distill'] / parts,
+        paired_ratio=paired_ratio(samples),
+        floor_over_student_plus_teacher=(parts + mean['loss_alone']) / parts,
+        overhead_seconds=mean['distill'] - parts - mean['loss_alone'],
+        masks_share_of_distill_step=mean['masks'] / mean['distill'],
+        samples_seconds=samples)
 
 
 def parts_line(res: dict) -> str:
@@ -237,8 +248,9 @@ def parts_line(res: dict) -> str:
 
 def paired_ratio(samples: dict) -> dict:
     """Median and quartiles over iterations of distill / (student + teacher)."""
-    ratios = [d / (s + t) for d, s, t in
-              zip(samples['distill'], samples['student'], samples['teacher'])]
+    ratios = [
+        d / (s + t) for d, s, t in zip(samples['distill'], samples['student'], samples['teacher'])
+    ]
     if len(ratios) < 2:
         return dict(median=ratios[0], q1=ratios[0], q3=ratios[0])
     q1, median, q3 = st.quantiles(ratios, n=4)

@@ -4,7 +4,6 @@ from .export import export_student, student_checkpoint
 from .preflight import PreflightError, check_config, missing_data
 
 __all__ = [
-    'build_distiller', 'build_distiller_and_batch', 'build_loader', 'first_batch',
-    'export_student', 'student_checkpoint', 'PreflightError', 'check_config', 'missing_data',
-    'keep_freed_memory'
+    'build_distiller', 'build_distiller_and_batch', 'build_loader', 'first_batch', 'export_student',
+    'student_checkpoint', 'PreflightError', 'check_config', 'missing_data', 'keep_freed_memory'
 ]

@@ -5,7 +5,8 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 
-def build_distiller(config: str, cfg_options: Optional[dict] = None,
+def build_distiller(config: str,
+                    cfg_options: Optional[dict] = None,
                     teacher_ckpt: Optional[str] = None) -> Tuple[Config, object]:
     """Load ``config``, apply ``cfg_options`` and ``teacher_ckpt`` and build its
     Distiller under the ``mmkd_det`` scope.
@@ -47,8 +48,10 @@ def first_batch(loader_cfg: dict, **overrides) -> dict:
     return next(iter(build_loader(loader_cfg, **overrides)))
 
 
-def build_distiller_and_batch(config: str, cfg_options: Optional[dict] = None,
-                              teacher_ckpt: Optional[str] = None, split: str = 'train',
+def build_distiller_and_batch(config: str,
+                              cfg_options: Optional[dict] = None,
+                              teacher_ckpt: Optional[str] = None,
+                              split: str = 'train',
                               **loader_overrides) -> Tuple[Config, object, dict]:
     """:func:`build_distiller` and the first batch of the config's
     ``<split>_dataloader`` (with ``loader_overrides``, e.g. ``batch_size``).

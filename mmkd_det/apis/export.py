@@ -11,8 +11,8 @@ def student_checkpoint(checkpoint: dict) -> dict:
     distillation modules (``distill_losses.*``) and the optimizer are dropped.
     """
     state = checkpoint.get('state_dict', checkpoint)
-    student = OrderedDict((k[len('student.'):], v) for k, v in state.items()
-                          if k.startswith('student.'))
+    student = OrderedDict(
+        (k[len('student.'):], v) for k, v in state.items() if k.startswith('student.'))
     if not student:
         raise KeyError('No `student.` keys in this checkpoint: it is not an mmkd_det '
                        'Distiller checkpoint (a plain mmdet checkpoint needs no export).')

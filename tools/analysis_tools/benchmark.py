@@ -51,26 +51,45 @@ TRAIN = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'train.py')
 
 def parse_args():
     parser = argparse.ArgumentParser(
-        description=__doc__.split('\n\n')[0], epilog=__doc__.split('\n\n', 1)[1],
+        description=__doc__.split('\n\n')[0],
+        epilog=__doc__.split('\n\n', 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--preset', choices=sorted(PRESETS), default='main',
-                        help='a built-in matrix (ignored with --matrix)')
+    parser.add_argument(
+        '--preset',
+        choices=sorted(PRESETS),
+        default='main',
+        help='a built-in matrix (ignored with --matrix)')
     parser.add_argument('--matrix', help='your own matrix file (see below)')
-    parser.add_argument('--runs', nargs='+', help='run names of the matrix instead of a preset '
-                        '(with --matrix: a subset of its runs)')
-    parser.add_argument('--seeds', nargs='+', type=int, default=None,
-                        help='seeds of every run (default: the matrix\'s, else 0 1 2)')
+    parser.add_argument(
+        '--runs',
+        nargs='+',
+        help='run names of the matrix instead of a preset '
+        '(with --matrix: a subset of its runs)')
+    parser.add_argument(
+        '--seeds',
+        nargs='+',
+        type=int,
+        default=None,
+        help='seeds of every run (default: the matrix\'s, else 0 1 2)')
     parser.add_argument('--work-dir', default='work_dirs/benchmark')
     parser.add_argument('--teacher-ckpt', default=None)
-    parser.add_argument('--val-interval', type=int, default=None,
-                        help='evaluate every N epochs (for the mAP-over-epochs plot); '
-                        'default: the config\'s (end of training only)')
-    parser.add_argument('--jobs', type=int, default=1,
-                        help='parallel trainings; CPU threads are split between them')
-    parser.add_argument('--report-only', action='store_true',
-                        help='train nothing: tabulate the finished runs of the matrix')
-    parser.add_argument('--out', default=None,
-                        help='results file stem (default <work-dir>/results)')
+    parser.add_argument(
+        '--val-interval',
+        type=int,
+        default=None,
+        help='evaluate every N epochs (for the mAP-over-epochs plot); '
+        'default: the config\'s (end of training only)')
+    parser.add_argument(
+        '--jobs',
+        type=int,
+        default=1,
+        help='parallel trainings; CPU threads are split between them')
+    parser.add_argument(
+        '--report-only',
+        action='store_true',
+        help='train nothing: tabulate the finished runs of the matrix')
+    parser.add_argument(
+        '--out', default=None, help='results file stem (default <work-dir>/results)')
     return parser, parser.parse_args()
 
 
@@ -93,8 +112,8 @@ def main():
         if args.report_only:
             results = collect(runs, names, args.work_dir, args.seeds)
         else:
-            results = run_matrix(runs, names, args.work_dir, TRAIN, args.seeds,
-                                 args.teacher_ckpt, args.jobs, args.val_interval)
+            results = run_matrix(runs, names, args.work_dir, TRAIN, args.seeds, args.teacher_ckpt,
+                                 args.jobs, args.val_interval)
     except (FileNotFoundError, RuntimeError) as err:
         sys.exit(str(err))
     write(report(results, baseline(runs, args.work_dir, args.seeds)), results, out)

@@ -23,29 +23,53 @@ from mmkd_det.apis import keep_freed_memory
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--pair', choices=['synthetic', 'full'], default='synthetic',
-                   help='synthetic: the R18-w48 RetinaNet as student and teacher; full: '
-                        'RetinaNet R101 -> R50 at 1333x800')
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        '--pair',
+        choices=['synthetic', 'full'],
+        default='synthetic',
+        help='synthetic: the R18-w48 RetinaNet as student and teacher; full: '
+        'RetinaNet R101 -> R50 at 1333x800')
     p.add_argument('--batch', type=int, default=2, help='--pair full: images per batch')
-    p.add_argument('--size', type=int, nargs=2, default=[800, 1333], metavar=('H', 'W'),
-                   help='--pair full: image size')
-    p.add_argument('--breakdown', action='store_true',
-                   help='also time the parts: each student step alone and each teacher pass')
+    p.add_argument(
+        '--size',
+        type=int,
+        nargs=2,
+        default=[800, 1333],
+        metavar=('H', 'W'),
+        help='--pair full: image size')
+    p.add_argument(
+        '--breakdown',
+        action='store_true',
+        help='also time the parts: each student step alone and each teacher pass')
     p.add_argument('--threads', type=int, help='torch threads (default: torch\'s)')
-    p.add_argument('--teacher-ckpt', default='work_dirs/demo/teacher/epoch_10.pth',
-                   help='--pair synthetic: the R18-w48 RetinaNet weights')
+    p.add_argument(
+        '--teacher-ckpt',
+        default='work_dirs/demo/teacher/epoch_10.pth',
+        help='--pair synthetic: the R18-w48 RetinaNet weights')
     p.add_argument('--iters', type=int, default=20)
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--loss-weight', type=float, default=10.0)
     p.add_argument('--json')
-    p.add_argument('--keep-heap', action='store_true',
-                   help='keep freed memory in the process (mmkd_det.apis.keep_freed_memory)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                   help='overrides of the RetinaNet config (e.g. the data root)')
-    p.add_argument('--distiller-options', nargs='+', action=DictAction, default={},
-                   help='extra Distiller arguments, e.g. fuse_teacher_bn=False')
+    p.add_argument(
+        '--keep-heap',
+        action='store_true',
+        help='keep freed memory in the process (mmkd_det.apis.keep_freed_memory)')
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        help='overrides of the RetinaNet config (e.g. the data root)')
+    p.add_argument(
+        '--distiller-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        help='extra Distiller arguments, e.g. fuse_teacher_bn=False')
     return p.parse_args()
 
 

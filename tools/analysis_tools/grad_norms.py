@@ -19,12 +19,16 @@ from mmkd_det.analysis.grad_norms import grad_norms, grad_norms_table
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config')
     p.add_argument('--teacher-ckpt')
-    p.add_argument('--checkpoint', help='a Distiller checkpoint of a run (default: the '
-                   'freshly initialised student)')
+    p.add_argument(
+        '--checkpoint',
+        help='a Distiller checkpoint of a run (default: the '
+        'freshly initialised student)')
     p.add_argument('--batches', type=int, default=3)
     p.add_argument('--json')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
@@ -41,8 +45,14 @@ def main():
     print(grad_norms_table(terms))
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(dict(config=args.config, checkpoint=args.checkpoint,
-                           batches=args.batches, terms=terms), f, indent=2)
+            json.dump(
+                dict(
+                    config=args.config,
+                    checkpoint=args.checkpoint,
+                    batches=args.batches,
+                    terms=terms),
+                f,
+                indent=2)
 
 
 if __name__ == '__main__':

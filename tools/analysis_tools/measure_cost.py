@@ -22,19 +22,23 @@ from mmkd_det.analysis.cost import measure, summary, table
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config', nargs='*', help='Distiller config(s)')
-    p.add_argument('--preset', choices=sorted(PRESETS),
-                   help='every Distiller run of this benchmark preset (from the repository root)')
+    p.add_argument(
+        '--preset',
+        choices=sorted(PRESETS),
+        help='every Distiller run of this benchmark preset (from the repository root)')
     p.add_argument('--teacher-ckpt')
     p.add_argument('--iters', type=int, default=30)
     p.add_argument('--warmup', type=int, default=5)
     p.add_argument('--no-memory', action='store_true', help='time only')
     p.add_argument('--json', help='one config: its result as JSON')
     p.add_argument('--out', help='stem of <out>.json and <out>.md (all configs)')
-    p.add_argument('--cfg-options', nargs='+', default=[],
-                   help='key=value overrides, as in tools/train.py')
+    p.add_argument(
+        '--cfg-options', nargs='+', default=[], help='key=value overrides, as in tools/train.py')
     return p, p.parse_args()
 
 
@@ -52,16 +56,20 @@ def main():
     results = {}
     for name, (config, options) in runs.items():
         try:
-            res = measure(config, options + args.cfg_options, args.teacher_ckpt,
-                          args.iters, args.warmup, memory=not args.no_memory)
+            res = measure(
+                config,
+                options + args.cfg_options,
+                args.teacher_ckpt,
+                args.iters,
+                args.warmup,
+                memory=not args.no_memory)
         except (ValueError, RuntimeError) as err:
             sys.exit(str(err))
         results[name] = res
         print(f'== {name} ({config})\n{summary(res)}', flush=True)
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(next(iter(results.values())) if len(results) == 1 else results, f,
-                      indent=2)
+            json.dump(next(iter(results.values())) if len(results) == 1 else results, f, indent=2)
     if args.out:
         with open(args.out + '.json', 'w') as f:
             json.dump(results, f, indent=2)

@@ -19,16 +19,21 @@ from mmkd_det.analysis.skd_memory import level_shapes, measure_settings
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--height', type=int, default=800)
     p.add_argument('--width', type=int, default=1333)
     p.add_argument('--batch', type=int, default=2)
-    p.add_argument('--mode', default='embedded_gaussian',
-                   help='non-local pairwise function (Table IX)')
+    p.add_argument(
+        '--mode', default='embedded_gaussian', help='non-local pairwise function (Table IX)')
     p.add_argument('--device', default='cpu')
-    p.add_argument('--max-gb', type=float, default=8.0,
-                   help='skip settings whose relation matrices exceed this')
+    p.add_argument(
+        '--max-gb',
+        type=float,
+        default=8.0,
+        help='skip settings whose relation matrices exceed this')
     p.add_argument('--json', default=None)
     return p.parse_args()
 
@@ -46,9 +51,17 @@ def main():
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, 'w') as f:
-            json.dump(dict(height=args.height, width=args.width, batch=args.batch,
-                           mode=args.mode, device=args.device, levels=shapes,
-                           results=results), f, indent=2)
+            json.dump(
+                dict(
+                    height=args.height,
+                    width=args.width,
+                    batch=args.batch,
+                    mode=args.mode,
+                    device=args.device,
+                    levels=shapes,
+                    results=results),
+                f,
+                indent=2)
 
 
 if __name__ == '__main__':

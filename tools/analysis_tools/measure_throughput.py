@@ -28,23 +28,38 @@ from mmkd_det.apis import keep_freed_memory
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config', nargs='?', default='configs/frs/frs_retina_r101_r50.py')
     p.add_argument('--device', default='cuda')
     p.add_argument('--batch', type=int, default=2)
-    p.add_argument('--size', type=int, nargs=2, default=[800, 1333], metavar=('H', 'W'),
-                   help='image size (default 1333x800)')
+    p.add_argument(
+        '--size',
+        type=int,
+        nargs=2,
+        default=[800, 1333],
+        metavar=('H', 'W'),
+        help='image size (default 1333x800)')
     p.add_argument('--iters', type=int, default=20)
     p.add_argument('--warmup', type=int, default=5)
     p.add_argument('--json')
-    p.add_argument('--distiller-options', nargs='+', action=DictAction, default={},
-                   help='extra Distiller arguments, e.g. inplace_activations=disable')
-    p.add_argument('--keep-heap', action='store_true',
-                   help='keep freed memory in the process (mmkd_det.apis.keep_freed_memory)')
-    p.add_argument('--teacher-layouts', action='store_true',
-                   help='time only the Distiller\'s teacher forward, NCHW and channels-last '
-                        'input interleaved (the teacher_channels_last option)')
+    p.add_argument(
+        '--distiller-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        help='extra Distiller arguments, e.g. inplace_activations=disable')
+    p.add_argument(
+        '--keep-heap',
+        action='store_true',
+        help='keep freed memory in the process (mmkd_det.apis.keep_freed_memory)')
+    p.add_argument(
+        '--teacher-layouts',
+        action='store_true',
+        help='time only the Distiller\'s teacher forward, NCHW and channels-last '
+        'input interleaved (the teacher_channels_last option)')
     return p.parse_args()
 
 

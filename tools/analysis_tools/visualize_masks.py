@@ -19,16 +19,24 @@ from mmkd_det.analysis.masks import save_mask_figures
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config')
     p.add_argument('--teacher-ckpt', help='override model.teacher_ckpt')
-    p.add_argument('--student-ckpt', help='Distiller or student checkpoint of a run; '
-                   'default: the untrained student')
+    p.add_argument(
+        '--student-ckpt',
+        help='Distiller or student checkpoint of a run; '
+        'default: the untrained student')
     p.add_argument('--num-images', type=int, default=4)
     p.add_argument('--out', default='work_dirs/masks')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                   help='key=value overrides, as in tools/train.py')
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        help='key=value overrides, as in tools/train.py')
     return p.parse_args()
 
 

@@ -23,17 +23,24 @@ TRAIN = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'train.py')
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--data', default='data/synthetic')
-    parser.add_argument('--teacher-ckpt', default=None,
-                        help='reuse this teacher checkpoint instead of training one '
-                             '(e.g. to repeat the students over seeds)')
-    parser.add_argument('--summarize', nargs='+', metavar='WORK_DIR',
-                        help='train nothing: mean ± std of the students over these demo work '
-                             'dirs (one seed each)')
+    parser.add_argument(
+        '--teacher-ckpt',
+        default=None,
+        help='reuse this teacher checkpoint instead of training one '
+        '(e.g. to repeat the students over seeds)')
+    parser.add_argument(
+        '--summarize',
+        nargs='+',
+        metavar='WORK_DIR',
+        help='train nothing: mean ± std of the students over these demo work '
+        'dirs (one seed each)')
     return parser.parse_args()
 
 

@@ -20,25 +20,35 @@ def parse_args(argv=None):
     parser.add_argument('--num-val', type=int, default=200)
     parser.add_argument('--img-size', type=int, default=128)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--formats', nargs='+', default=['coco', 'voc'],
-                        choices=['coco', 'voc'])
+    parser.add_argument('--formats', nargs='+', default=['coco', 'voc'], choices=['coco', 'voc'])
     parser.add_argument('--min-objects', type=int, default=1)
     parser.add_argument('--max-objects', type=int, default=4)
-    parser.add_argument('--distractor-prob', type=float, default=None,
-                        help='probability that an image has distractors')
-    parser.add_argument('--empty-prob', type=float, default=None,
-                        help='probability that an image has no annotated object')
-    parser.add_argument('--force', action='store_true',
-                        help='regenerate even if a matching dataset exists')
+    parser.add_argument(
+        '--distractor-prob',
+        type=float,
+        default=None,
+        help='probability that an image has distractors')
+    parser.add_argument(
+        '--empty-prob',
+        type=float,
+        default=None,
+        help='probability that an image has no annotated object')
+    parser.add_argument(
+        '--force', action='store_true', help='regenerate even if a matching dataset exists')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    kwargs = dict(num_train=args.num_train, num_val=args.num_val,
-                  img_size=args.img_size, seed=args.seed, formats=args.formats,
-                  min_objects=args.min_objects, max_objects=args.max_objects,
-                  force=args.force)
+    kwargs = dict(
+        num_train=args.num_train,
+        num_val=args.num_val,
+        img_size=args.img_size,
+        seed=args.seed,
+        formats=args.formats,
+        min_objects=args.min_objects,
+        max_objects=args.max_objects,
+        force=args.force)
     if args.distractor_prob is not None:
         kwargs['distractor_prob'] = args.distractor_prob
     if args.empty_prob is not None:
@@ -58,8 +68,7 @@ def main(argv=None):
               f'(in {st["images_with_distractors"]} images)')
         print('    per size : ' + ' '.join(f'{k}={v}' for k, v in st['per_size'].items()))
         print('    per class: ' + ' '.join(f'{k}={v}' for k, v in st['per_class'].items()))
-        print('    distractors: ' +
-              ' '.join(f'{k}={v}' for k, v in st['per_distractor'].items()))
+        print('    distractors: ' + ' '.join(f'{k}={v}' for k, v in st['per_distractor'].items()))
     for split, path in info['coco'].items():
         print(f'COCO {split}: {path}')
     if info['voc_root']:

@@ -1,13 +1,13 @@
-# Embedded synthetic shapes dataset, COCO layout (see mmkd_det/datasets/synthetic.py).
-# Generate it first: python tools/gen_synthetic.py --out data/synthetic
+# Embedded synthetic shapes dataset, COCO layout (see mmkd_det/datasets/synthetic/).
+# Generate it first: python tools/misc/gen_synthetic.py --out data/synthetic
 # Classes must equal mmkd_det.datasets.synthetic.SYNTHETIC_CLASSES (checked by a test);
 # configs cannot import mmkd_det, hence the literal tuple.
 dataset_type = 'CocoDataset'
 data_root = 'data/synthetic/'
 metainfo = dict(
     classes=('disc', 'square', 'triangle', 'cross', 'ring', 'star'),
-    palette=[(220, 20, 60), (0, 130, 200), (60, 180, 75), (245, 130, 48),
-             (145, 30, 180), (255, 225, 25)])
+    palette=[(220, 20, 60), (0, 130, 200), (60, 180, 75), (245, 130, 48), (145, 30, 180),
+             (255, 225, 25)])
 img_scale = (128, 128)
 backend_args = None
 
@@ -24,8 +24,7 @@ test_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True),
     dict(
         type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor'))
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
 ]
 train_dataloader = dict(
     batch_size=8,

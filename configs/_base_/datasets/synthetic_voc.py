@@ -16,6 +16,6 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 # VOC's metric is AP at IoU 0.5 ('pascal_voc/AP50'); 0.75 is evaluated too for an
 # AP75 column ('pascal_voc/mAP' is then the mean of the two, so tables use AP50)
-val_evaluator = dict(_delete_=True, type='VOCMetric', metric='mAP', eval_mode='area',
-                     iou_thrs=[0.5, 0.75])
+val_evaluator = dict(
+    _delete_=True, type='VOCMetric', metric='mAP', eval_mode='area', iou_thrs=[0.5, 0.75])
 test_evaluator = val_evaluator

@@ -4,18 +4,14 @@
 # samples 2 x 2 points per bin (mmcv's CPU backward dominates the step otherwise).
 _base_ = 'mmdet::_base_/models/mask-rcnn_r50_fpn.py'
 model = dict(
-    backbone=dict(
-        depth=18, base_channels=32, frozen_stages=-1, norm_eval=False, init_cfg=None),
+    backbone=dict(depth=18, base_channels=32, frozen_stages=-1, norm_eval=False, init_cfg=None),
     neck=dict(in_channels=[32, 64, 128, 256], out_channels=64),
-    rpn_head=dict(
-        in_channels=64, feat_channels=64,
-        anchor_generator=dict(scales=[4])),
+    rpn_head=dict(in_channels=64, feat_channels=64, anchor_generator=dict(scales=[4])),
     roi_head=dict(
         bbox_roi_extractor=dict(roi_layer=dict(sampling_ratio=2), out_channels=64),
         bbox_head=dict(in_channels=64, fc_out_channels=256, num_classes=6),
         mask_roi_extractor=dict(roi_layer=dict(sampling_ratio=2), out_channels=64),
         mask_head=dict(num_convs=2, in_channels=64, conv_out_channels=64, num_classes=6)),
     train_cfg=dict(
-        rpn_proposal=dict(nms_pre=1000, max_per_img=300),
-        rcnn=dict(sampler=dict(num=128))),
+        rpn_proposal=dict(nms_pre=1000, max_per_img=300), rcnn=dict(sampler=dict(num=128))),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300)))

@@ -79,11 +79,12 @@ RUNS: Dict[str, RunSpec] = {
     'GFL FRS': RunSpec('configs/frs/frs_gfl_' + _PAIR, teacher='GFL teacher'),
     'GFL TID': RunSpec(_GTID + '.py', teacher='GFL teacher'),
     # Tables 3-5 on GFL
-    **{f'GFL TID {name}': RunSpec(f'{_GTID}_{suffix}.py', teacher='GFL teacher')
-       for name, suffix in (('cls only', 'cls_only'), ('reg only', 'reg_only'),
-                            ('raw IoU', 'raw_iou'), ('key only', 'key_only'),
-                            ('weak only', 'weak_only'))},
-    # readings of ambiguous passages (docs/tid.md), one change each from the
+    **{
+        f'GFL TID {name}':
+        RunSpec(f'{_GTID}_{name.lower().replace(" ", "_")}.py', teacher='GFL teacher')
+        for name in ('cls only', 'reg only', 'raw IoU', 'key only', 'weak only')
+    },
+    # readings of ambiguous passages (configs/tid/README.md), one change each from the
     # literal Eq. 11 low band they were screened against
     'TID low band scaled': _syn(_TID + '_low_band_scaled.py'),
     'TID gamma 0.025': _syn(_TID + '_low_band_scaled_gamma_0025.py'),
@@ -105,21 +106,29 @@ RUNS: Dict[str, RunSpec] = {
     # sensitivity to the overall weight (the paper's Fig. 11 varies alpha, beta, gamma)
     'SKD weights x0.1': _syn(_SKD + '_weights_x0_1.py'),
     # the review's methods (issue 5), RetinaNet pair; LD on the GFL pair
-    **{m: _syn(f'configs/{m.lower()}/{m.lower()}_retina_{_PAIR}')
-       for m in ('FitNet', 'FGFI', 'DeFeat', 'FGD', 'MGD', 'PKD', 'CWD', 'KD')},
+    **{
+        m: _syn(f'configs/{m.lower()}/{m.lower()}_retina_{_PAIR}')
+        for m in ('FitNet', 'FGFI', 'DeFeat', 'FGD', 'MGD', 'PKD', 'CWD', 'KD')
+    },
     'GFL LD': RunSpec('configs/ld/ld_gfl_' + _PAIR, teacher='GFL teacher'),
     # weight inheritance (FGD/MGD's inheriting strategy) on a student of the
     # teacher's head width; gains against 'FPN96 student'
     'FPN96 student': RunSpec(_RET + 'retinanet_r18w32_fpn96_synthetic.py'),
-    **{f'FPN96 {m}{tail}': _syn(f'configs/{m.lower()}/{m.lower()}_retina_r18w48_r18w32fpn96_'
-                                f'synthetic{tail.replace(" ", "_")}.py')
-       for m in ('FGD', 'MGD') for tail in ('', ' inherit')},
+    **{
+        f'FPN96 {m}{tail}':
+        _syn(f'configs/{m.lower()}/{m.lower()}_retina_r18w48_r18w32fpn96_'
+             f'synthetic{tail.replace(" ", "_")}.py')
+        for m in ('FGD', 'MGD')
+        for tail in ('', ' inherit')
+    },
     # COCO 2017 (data/coco/; 24 epochs on 8 GPUs each): the student baseline and the
     # RetinaNet R101 -> R50 configs, teachers from their configs' model-zoo URLs
     # unless --teacher-ckpt is given
     'COCO student': RunSpec(_RET + 'retinanet_r50_fpn_2x_coco.py'),
-    **{f'COCO {m}': RunSpec(f'configs/{m.lower()}/{m.lower()}_retina_r101_r50.py') for m in (
-        'FRS', 'TID', 'SKD', 'FitNet', 'FGFI', 'DeFeat', 'FGD', 'MGD', 'PKD', 'CWD', 'KD')},
+    **{
+        f'COCO {m}': RunSpec(f'configs/{m.lower()}/{m.lower()}_retina_r101_r50.py')
+        for m in ('FRS', 'TID', 'SKD', 'FitNet', 'FGFI', 'DeFeat', 'FGD', 'MGD', 'PKD', 'CWD', 'KD')
+    },
     # Pascal VOC: the synthetic data's VOC layout (VOCDataset, VOCMetric; teacher as
     # for the COCO layout) and VOC 07+12 itself (data/VOCdevkit/; teacher from
     # configs/retinanet/retinanet_r101_fpn_1x_voc0712.py unless --teacher-ckpt is given)
@@ -134,32 +143,38 @@ RUNS: Dict[str, RunSpec] = {
 }
 PRESETS: Dict[str, List[str]] = {
     'main': ['teacher', 'student', 'FRS', 'TID', 'SKD'],
-    'skd_ablation': ['student', 'FRS', 'SKD', 'SKD AT only', 'SKD AM only', 'SKD NLD only',
-                     'SKD AT+AM', 'SKD AT+AM spatial', 'SKD AT+AM channel',
-                     'SKD authors code'],
+    'skd_ablation': [
+        'student', 'FRS', 'SKD', 'SKD AT only', 'SKD AM only', 'SKD NLD only', 'SKD AT+AM',
+        'SKD AT+AM spatial', 'SKD AT+AM channel', 'SKD authors code'
+    ],
     'skd_sensitivity': ['student', 'SKD', 'SKD weights x0.1'],
-    'review': ['student', 'FRS', 'TID', 'SKD', 'FitNet', 'FGFI', 'DeFeat', 'FGD', 'MGD', 'PKD',
-               'CWD', 'KD'],
+    'review':
+    ['student', 'FRS', 'TID', 'SKD', 'FitNet', 'FGFI', 'DeFeat', 'FGD', 'MGD', 'PKD', 'CWD', 'KD'],
     # GFL pair: the teacher is the 'GFL teacher' run (or --teacher-ckpt)
     'review_gfl': ['GFL student', 'GFL FRS', 'GFL TID', 'GFL LD'],
-    'inherit': ['FPN96 student', 'FPN96 FGD', 'FPN96 FGD inherit', 'FPN96 MGD',
-                'FPN96 MGD inherit'],
-    'coco_retina': ['COCO student', 'COCO FRS', 'COCO TID', 'COCO SKD', 'COCO FitNet',
-                    'COCO FGFI', 'COCO DeFeat', 'COCO FGD', 'COCO MGD', 'COCO PKD', 'COCO CWD',
-                    'COCO KD'],
+    'inherit':
+    ['FPN96 student', 'FPN96 FGD', 'FPN96 FGD inherit', 'FPN96 MGD', 'FPN96 MGD inherit'],
+    'coco_retina': [
+        'COCO student', 'COCO FRS', 'COCO TID', 'COCO SKD', 'COCO FitNet', 'COCO FGFI',
+        'COCO DeFeat', 'COCO FGD', 'COCO MGD', 'COCO PKD', 'COCO CWD', 'COCO KD'
+    ],
     'synthetic_voc': ['SynVOC student', 'SynVOC FRS', 'SynVOC TID'],
     'voc_retina': ['VOC student', 'VOC FRS'],
     # the teacher is the 'MaskRCNN teacher' run (seed 0) unless --teacher-ckpt is given
     'mask_rcnn': ['MaskRCNN student', 'MaskRCNN SKD'],
-    'tid_ablation': ['student', 'FRS', 'TID', 'TID cls only', 'TID reg only', 'TID raw IoU',
-                     'TID key only', 'TID weak only'],
+    'tid_ablation': [
+        'student', 'FRS', 'TID', 'TID cls only', 'TID reg only', 'TID raw IoU', 'TID key only',
+        'TID weak only'
+    ],
     'gfl': ['GFL student', 'GFL FRS', 'GFL TID'],
-    'gfl_tid_ablation': ['GFL student', 'GFL FRS', 'GFL TID', 'GFL TID cls only',
-                         'GFL TID reg only', 'GFL TID raw IoU', 'GFL TID key only',
-                         'GFL TID weak only'],
-    'tid_readings': ['TID', 'TID low band scaled', 'TID gamma 0.025', 'TID gamma 0.25',
-                     'TID key indicator', 'TID Eq9 as printed', 'TID batch top-k',
-                     'TID Eq9 as printed + low band constant'],
+    'gfl_tid_ablation': [
+        'GFL student', 'GFL FRS', 'GFL TID', 'GFL TID cls only', 'GFL TID reg only',
+        'GFL TID raw IoU', 'GFL TID key only', 'GFL TID weak only'
+    ],
+    'tid_readings': [
+        'TID', 'TID low band scaled', 'TID gamma 0.025', 'TID gamma 0.25', 'TID key indicator',
+        'TID Eq9 as printed', 'TID batch top-k', 'TID Eq9 as printed + low band constant'
+    ],
 }
 _FIELDS = RunSpec._fields
 
@@ -217,8 +232,7 @@ def _spec(name, entry, where: str) -> RunSpec:
             raise MatrixError(f'{where}: field {field!r} must be a string, got '
                               f'{entry[field]!r}.')
     seeds = _seeds(entry['seeds'], where) if entry.get('seeds') is not None else None
-    return RunSpec(config, tuple(options), seeds, entry.get('teacher'),
-                   entry.get('teacher_ckpt'))
+    return RunSpec(config, tuple(options), seeds, entry.get('teacher'), entry.get('teacher_ckpt'))
 
 
 def load_matrix(path: str) -> Dict[str, RunSpec]:

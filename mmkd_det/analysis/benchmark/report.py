@@ -17,8 +17,8 @@ from ..logs import METRICS
 #: when the evaluator also ran IoU 0.75 (configs/_base_/datasets/synthetic_voc.py).
 KINDS = {
     'bbox': (['coco/' + k for k in METRICS], ['mAP', 'AP50', 'AP75', 'APs', 'APm', 'APl']),
-    'segm': (['coco/' + k.replace('bbox', 'segm') for k in METRICS],
-             ['mask mAP', 'AP50', 'AP75', 'APs', 'APm', 'APl']),
+    'segm': (['coco/' + k.replace('bbox', 'segm')
+              for k in METRICS], ['mask mAP', 'AP50', 'AP75', 'APs', 'APm', 'APl']),
     'voc': (['pascal_voc/AP50', 'pascal_voc/AP75'], ['VOC mAP (AP50)', 'AP75']),
 }
 
@@ -42,11 +42,16 @@ def table(results: list, baseline: list = (), kind: str = 'bbox') -> str:
     for r in results:
         if keys[0] in r['metrics']:
             by_name.setdefault(r['name'], {})[r['seed']] = [
-                100 * r['metrics'][k] if k in r['metrics'] else None for k in keys]
-    fallback = {r['seed']: [100 * r['metrics'][keys[0]]] for r in baseline
-                if keys[0] in r['metrics']}
-    lines = [f'| run | {" | ".join(titles)} | gain vs student | per-seed {titles[0]} |',
-             '|---|' + '---|' * (len(titles) + 2)]
+                100 * r['metrics'][k] if k in r['metrics'] else None for k in keys
+            ]
+    fallback = {
+        r['seed']: [100 * r['metrics'][keys[0]]]
+        for r in baseline if keys[0] in r['metrics']
+    }
+    lines = [
+        f'| run | {" | ".join(titles)} | gain vs student | per-seed {titles[0]} |',
+        '|---|' + '---|' * (len(titles) + 2)
+    ]
     for name, seeds in by_name.items():
         rows = [seeds[s] for s in sorted(seeds)]
         cells = ' | '.join(_cell(list(c)) for c in zip(*rows))
@@ -64,15 +69,16 @@ def table(results: list, baseline: list = (), kind: str = 'bbox') -> str:
 
 def kinds_present(results: list) -> list:
     """The :data:`KINDS` whose headline metric some run has, in KINDS order."""
-    return [k for k, (keys, _) in KINDS.items()
-            if any(keys[0] in r['metrics'] for r in results)]
+    return [k for k, (keys, _) in KINDS.items() if any(keys[0] in r['metrics'] for r in results)]
 
 
 def report(results: list, baseline: list) -> str:
     """One table per metric kind present: COCO boxes, then COCO masks, then
     Pascal VOC boxes (VOC runs: presets ``synthetic_voc`` / ``voc_retina``)."""
-    heads = dict(bbox='', segm='Instance segmentation (mask AP):\n\n',
-                 voc='Pascal VOC metric (VOCMetric, area mode):\n\n')
+    heads = dict(
+        bbox='',
+        segm='Instance segmentation (mask AP):\n\n',
+        voc='Pascal VOC metric (VOCMetric, area mode):\n\n')
     return '\n\n'.join(heads[k] + table(results, baseline, k)
                        for k in kinds_present(results) or ['bbox'])
 
@@ -141,6 +147,6 @@ def write(md: str, results: list, stem: str) -> None:
         f.write(md + '\n')
     with open(stem + '.json', 'w') as f:
         json.dump(results, f, indent=2)
-    for i, kind in enumerate(kinds_present(results)):   # <stem>.png, then _segm / _voc
+    for i, kind in enumerate(kinds_present(results)):  # <stem>.png, then _segm / _voc
         plot(results, stem + ('.png' if i == 0 else f'_{kind}.png'), kind)
     plot_history(results, stem + '_epochs.png')

@@ -58,8 +58,14 @@ def check_data(runs: Dict[str, RunSpec], names: Sequence[str]) -> None:
                 f'(see README) or choose synthetic runs.')
 
 
-def train_one(name: str, spec: RunSpec, seed: int, work_dir: str, teacher_ckpt: Optional[str],
-              threads: int, train_script: str, val_interval: Optional[int] = None) -> dict:
+def train_one(name: str,
+              spec: RunSpec,
+              seed: int,
+              work_dir: str,
+              teacher_ckpt: Optional[str],
+              threads: int,
+              train_script: str,
+              val_interval: Optional[int] = None) -> dict:
     """Train run ``name`` at ``seed`` unless it finished before; its run_info.
 
     Args:
@@ -90,37 +96,53 @@ def train_one(name: str, spec: RunSpec, seed: int, work_dir: str, teacher_ckpt: 
         seconds = train_in_subprocess(train_script, spec.config, wd, options, env=env)
     except RuntimeError:
         raise RuntimeError(f'{name} seed {seed} failed, see {wd}/train_stdout.log') from None
-    info = dict(name=name, seed=seed, config=spec.config, cfg_options=options,
-                train_seconds=round(seconds, 1), threads=threads,
-                metrics=last_metrics(wd), history=eval_history(wd))
+    info = dict(
+        name=name,
+        seed=seed,
+        config=spec.config,
+        cfg_options=options,
+        train_seconds=round(seconds, 1),
+        threads=threads,
+        metrics=last_metrics(wd),
+        history=eval_history(wd))
     with open(osp.join(wd, 'run_info.json'), 'w') as f:
         json.dump(info, f, indent=2)
     key = main_key(info['metrics'])
     if key is None:
         raise RuntimeError(f'{name} seed {seed} trained but logged no box mAP (mmdet logs none '
                            f'when no box scores above the test score_thr); see {wd}')
-    print(f'done {name} seed {seed}: {key} {100 * info["metrics"][key]:.1f} '
-          f'({info["train_seconds"]:.0f} s)', flush=True)
+    print(
+        f'done {name} seed {seed}: {key} {100 * info["metrics"][key]:.1f} '
+        f'({info["train_seconds"]:.0f} s)',
+        flush=True)
     return info
 
 
-def collect(runs: Dict[str, RunSpec], names: Sequence[str], work_dir: str,
+def collect(runs: Dict[str, RunSpec],
+            names: Sequence[str],
+            work_dir: str,
             seeds: Optional[Sequence[int]] = None) -> List[dict]:
     """The run_info of every finished (run, seed) of ``names``, in matrix order."""
-    return [r for r in (finished(work_dir, n, s) for n in names
-                        for s in run_seeds(runs[n], seeds)) if r]
+    return [
+        r for r in (finished(work_dir, n, s) for n in names for s in run_seeds(runs[n], seeds)) if r
+    ]
 
 
-def baseline(runs: Dict[str, RunSpec], work_dir: str,
+def baseline(runs: Dict[str, RunSpec],
+             work_dir: str,
              seeds: Optional[Sequence[int]] = None) -> List[dict]:
     """The finished ``student`` runs (the fallback of the gains)."""
     spec = runs.get('student', RunSpec(''))
     return [r for r in (finished(work_dir, 'student', s) for s in run_seeds(spec, seeds)) if r]
 
 
-def run_matrix(runs: Dict[str, RunSpec], names: Sequence[str], work_dir: str,
-               train_script: str, seeds: Optional[Sequence[int]] = None,
-               teacher_ckpt: Optional[str] = None, jobs: int = 1,
+def run_matrix(runs: Dict[str, RunSpec],
+               names: Sequence[str],
+               work_dir: str,
+               train_script: str,
+               seeds: Optional[Sequence[int]] = None,
+               teacher_ckpt: Optional[str] = None,
+               jobs: int = 1,
                val_interval: Optional[int] = None) -> List[dict]:
     """Train runs ``names`` of ``runs`` over their seeds, ``jobs`` at a time.
 
@@ -139,8 +161,8 @@ def run_matrix(runs: Dict[str, RunSpec], names: Sequence[str], work_dir: str,
     """
     if any(is_synthetic(runs[n].config) for n in names):
         from mmkd_det.datasets.synthetic import generate_synthetic_dataset
-        generate_synthetic_dataset('data/synthetic', num_train=800, num_val=200, img_size=128,
-                                   seed=0)
+        generate_synthetic_dataset(
+            'data/synthetic', num_train=800, num_val=200, img_size=128, seed=0)
     check_data(runs, names)
     cpus = os.cpu_count() or 1
     threads = max(1, cpus // jobs)
@@ -161,6 +183,7 @@ def run_matrix(runs: Dict[str, RunSpec], names: Sequence[str], work_dir: str,
     seed0 = teacher_runs(runs)
     todo = [(n, s) for n in names for s in run_seeds(runs[n], seeds) if n not in seed0 or s == 0]
     with ThreadPoolExecutor(jobs) as pool:
-        return list(pool.map(
-            lambda j: train_one(j[0], runs[j[0]], j[1], work_dir, planned.get(j[0]), threads,
-                                train_script, val_interval), todo))
+        return list(
+            pool.map(
+                lambda j: train_one(j[0], runs[j[0]], j[1], work_dir, planned.get(j[0]), threads,
+                                    train_script, val_interval), todo))

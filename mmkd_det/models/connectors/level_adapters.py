@@ -25,8 +25,12 @@ class LevelAdapters(BaseModule):
             FPN features are signed, so the default is False.
     """
 
-    def __init__(self, in_channels: Sequence[int], out_channels: Sequence[int],
-                 kernel_size: int = 1, relu: bool = False, init_cfg=None):
+    def __init__(self,
+                 in_channels: Sequence[int],
+                 out_channels: Sequence[int],
+                 kernel_size: int = 1,
+                 relu: bool = False,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if len(in_channels) != len(out_channels):
             raise ValueError(f'LevelAdapters got {len(in_channels)} student levels '

@@ -39,14 +39,26 @@ class SubsampledNonLocal2d(NonLocal2d):
             Defaults to True.
     """
 
-    def __init__(self, in_channels: int, sub_sample: int = 1, reduction: int = 2,
-                 mode: str = 'embedded_gaussian', norm_cfg: Optional[Dict] = dict(type='BN'),
-                 zeros_init: bool = True, ceil_mode: bool = True, **kwargs):
+    def __init__(self,
+                 in_channels: int,
+                 sub_sample: int = 1,
+                 reduction: int = 2,
+                 mode: str = 'embedded_gaussian',
+                 norm_cfg: Optional[Dict] = dict(type='BN'),
+                 zeros_init: bool = True,
+                 ceil_mode: bool = True,
+                 **kwargs):
         sub_sample = int(sub_sample)
         if sub_sample < 1:
             raise ValueError(f'sub_sample must be a stride >= 1, got {sub_sample}.')
-        super().__init__(in_channels, sub_sample=False, reduction=reduction, mode=mode,
-                         norm_cfg=norm_cfg, zeros_init=zeros_init, **kwargs)
+        super().__init__(
+            in_channels,
+            sub_sample=False,
+            reduction=reduction,
+            mode=mode,
+            norm_cfg=norm_cfg,
+            zeros_init=zeros_init,
+            **kwargs)
         self.stride = sub_sample
         self.ceil_mode = ceil_mode
         if sub_sample > 1:
@@ -64,14 +76,17 @@ class SubsampledNonLocal2d(NonLocal2d):
         projections and a broadcast sum give mmcv's values with an (HW, K)
         matrix only. theta_x: (N, C_i, HW, 1), phi_x: (N, C_i, 1, K).
         """
-        weight = self.concat_project.conv.weight.flatten()          # (2 C_i,)
+        weight = self.concat_project.conv.weight.flatten()  # (2 C_i,)
         c = theta_x.shape[1]
-        a = torch.einsum('nchk,c->nh', theta_x, weight[:c])         # (N, HW)
-        b = torch.einsum('nchk,c->nk', phi_x, weight[c:])           # (N, K)
+        a = torch.einsum('nchk,c->nh', theta_x, weight[:c])  # (N, HW)
+        b = torch.einsum('nchk,c->nk', phi_x, weight[c:])  # (N, K)
         pairwise = self.concat_project.activate(a[:, :, None] + b[:, None, :])
         return pairwise / pairwise.shape[-1]
 
-    def relation_bytes(self, height: int, width: int, batch: int = 1,
+    def relation_bytes(self,
+                       height: int,
+                       width: int,
+                       batch: int = 1,
                        bytes_per_element: int = 4) -> int:
         """Size of one pairwise matrix (Eq. 5's ``f``) for an ``H x W`` input."""
         if self.ceil_mode:

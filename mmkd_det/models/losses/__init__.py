@@ -12,6 +12,8 @@ from .pkd_loss import PKDLoss
 from .skd_loss import SKDLoss
 from .tid_loss import TIDLoss
 
-__all__ = ['BaseDistillLoss', 'CWDLoss', 'DeFeatLoss', 'FGDLoss', 'FGFILoss', 'FitNetLoss',
-           'FRSFeatureLoss', 'FRSHeadLoss', 'feature_richness', 'LDLoss', 'LogitKDLoss', 'MGDLoss',
-           'PKDLoss', 'SKDLoss', 'TIDLoss']
+__all__ = [
+    'BaseDistillLoss', 'CWDLoss', 'DeFeatLoss', 'FGDLoss', 'FGFILoss', 'FitNetLoss',
+    'FRSFeatureLoss', 'FRSHeadLoss', 'feature_richness', 'LDLoss', 'LogitKDLoss', 'MGDLoss',
+    'PKDLoss', 'SKDLoss', 'TIDLoss'
+]

@@ -41,9 +41,12 @@ class BaseDistillLoss(BaseModule):
     same_shape_pairs: Tuple[Tuple[str, str], ...] = ()
     default_adapter: Union[str, dict, None] = 'auto'
 
-    def __init__(self, loss_weight: float = 1.0, inputs: Optional[dict] = None,
+    def __init__(self,
+                 loss_weight: float = 1.0,
+                 inputs: Optional[dict] = None,
                  adapter: Union[str, dict, None] = 'default',
-                 resize_student: bool = False, init_cfg=None):
+                 resize_student: bool = False,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.loss_weight = float(loss_weight)
         self.inputs = dict(self.default_inputs)
@@ -113,8 +116,10 @@ class BaseDistillLoss(BaseModule):
             raise ValueError(f'{name}: no feature levels given.')
         return s_feats, t_feats
 
-    def adapted_pairs(self, s_feats, t_feats, arg: str = 's_feats'
-                      ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+    def adapted_pairs(self,
+                      s_feats,
+                      t_feats,
+                      arg: str = 's_feats') -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
         """:meth:`level_pairs`, then the student side through :meth:`adapt`."""
         s_feats, t_feats = self.level_pairs(s_feats, t_feats)
         return self.adapt(arg, s_feats, t_feats), t_feats
@@ -140,7 +145,9 @@ class BaseDistillLoss(BaseModule):
         if arg in self.adapters:
             feats = self.adapters[arg](feats)
         if self._needs_resize.get(arg):
-            feats = [f if f.shape[2:] == t.shape[2:] else
-                     F.interpolate(f, size=t.shape[2:], mode='bilinear', align_corners=False)
-                     for f, t in zip(feats, t_feats)]
+            feats = [
+                f if f.shape[2:] == t.shape[2:] else F.interpolate(
+                    f, size=t.shape[2:], mode='bilinear', align_corners=False)
+                for f, t in zip(feats, t_feats)
+            ]
         return feats

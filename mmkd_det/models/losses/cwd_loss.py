@@ -58,7 +58,7 @@ def cwd_level_loss(s_feat: Tensor, t_feat: Tensor, tau: float = 1.0) -> Tensor:
     log_p_t = channel_distributions(t_feat, tau, log=True)
     log_p_s = channel_distributions(s_feat, tau, log=True)
     kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum()
-    return kl * tau ** 2 / (t_feat.shape[0] * t_feat.shape[1])
+    return kl * tau**2 / (t_feat.shape[0] * t_feat.shape[1])
 
 
 @MODELS.register_module()
@@ -88,7 +88,7 @@ class CWDLoss(BaseDistillLoss):
     """
 
     default_inputs = dict(s_feats='student.fpn', t_feats='teacher.fpn')
-    feature_pairs = (('s_feats', 't_feats'),)
+    feature_pairs = (('s_feats', 't_feats'), )
     default_adapter = 'auto'
 
     def __init__(self, tau: float = 1.0, **kwargs):

@@ -95,14 +95,19 @@ class DeFeatLoss(BaseDistillLoss):
     """
 
     default_inputs = dict(s_feats='student.fpn', t_feats='teacher.fpn')
-    feature_pairs = (('s_feats', 't_feats'),)
+    feature_pairs = (('s_feats', 't_feats'), )
     default_adapter = dict(kernel_size=3)
 
-    def __init__(self, fg_weight: float = 3.0, bg_weight: float = 12.0,
-                 finest_scale: float = 56.0, level_offset: int = 0,
-                 level_legacy_offset: bool = False, level_reduction: str = 'mean',
+    def __init__(self,
+                 fg_weight: float = 3.0,
+                 bg_weight: float = 12.0,
+                 finest_scale: float = 56.0,
+                 level_offset: int = 0,
+                 level_legacy_offset: bool = False,
+                 level_reduction: str = 'mean',
                  strides: Optional[Sequence[int]] = None,
-                 adapter_init_std: Optional[float] = 1e-4, **kwargs):
+                 adapter_init_std: Optional[float] = 1e-4,
+                 **kwargs):
         super().__init__(**kwargs)
         if level_reduction not in LEVEL_REDUCTIONS:
             raise ValueError(f'DeFeatLoss level_reduction={level_reduction!r}; choose one '
@@ -122,7 +127,10 @@ class DeFeatLoss(BaseDistillLoss):
         init_adapters(self.adapters, self.adapter_init_std)
 
     @torch.no_grad()
-    def masks(self, t_feats: Sequence[Tensor], gt_instances, strides=None,
+    def masks(self,
+              t_feats: Sequence[Tensor],
+              gt_instances,
+              strides=None,
               batch_img_metas=None) -> List[Tensor]:
         """Per-level (B, H, W) GT masks M."""
         if len(gt_instances) != t_feats[0].shape[0]:
@@ -136,22 +144,34 @@ class DeFeatLoss(BaseDistillLoss):
                                self.level_legacy_offset)
         return gt_box_masks(gt, valid, levels, [tuple(f.shape[-2:]) for f in t_feats], strides)
 
-    def visual_maps(self, t_feats, gt_instances, strides=None, batch_img_metas=None,
+    def visual_maps(self,
+                    t_feats,
+                    gt_instances,
+                    strides=None,
+                    batch_img_metas=None,
                     **unused) -> Dict[str, List[Tensor]]:
         """Per-level (B, H, W) object mask M (background is 1 - M)."""
-        return {'object mask M (GT, one level per box)':
-                self.masks(t_feats, gt_instances, strides, batch_img_metas)}
+        return {
+            'object mask M (GT, one level per box)':
+            self.masks(t_feats, gt_instances, strides, batch_img_metas)
+        }
 
-    def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor], *,
-                gt_instances, strides=None, batch_img_metas=None) -> Dict[str, Tensor]:
+    def forward(self,
+                s_feats: Sequence[Tensor],
+                t_feats: Sequence[Tensor],
+                *,
+                gt_instances,
+                strides=None,
+                batch_img_metas=None) -> Dict[str, Tensor]:
         s_feats, t_feats = self.adapted_pairs(s_feats, t_feats)
         masks = self.masks(t_feats, gt_instances, strides, batch_img_metas)
         fg_terms, bg_terms = [], []
         for sq, t, m in zip(self.squared_error_maps(s_feats, t_feats), t_feats, masks):
-            channels = t.shape[1]                                   # sq: (B, H, W)
+            channels = t.shape[1]  # sq: (B, H, W)
             fg_terms.append((sq * m).sum() / (2 * channels * m.sum()).clamp(min=1))
             bg_terms.append((sq * (1 - m)).sum() / (2 * channels * (1 - m).sum()).clamp(min=1))
         reduce = torch.mean if self.level_reduction == 'mean' else torch.sum
         fg, bg = reduce(torch.stack(fg_terms)), reduce(torch.stack(bg_terms))
-        return dict(loss_fg=self.loss_weight * self.fg_weight * fg,
-                    loss_bg=self.loss_weight * self.bg_weight * bg)
+        return dict(
+            loss_fg=self.loss_weight * self.fg_weight * fg,
+            loss_bg=self.loss_weight * self.bg_weight * bg)

@@ -54,14 +54,11 @@ from .base_distill_loss import BaseDistillLoss, Shapes
 #: The authors' config hyper-parameters (``configs/distillers/fgd``). ``retinanet``
 #: (the default) is also their GFL setting; ``faster_rcnn`` hooks P2-P5 only.
 PRESETS: Dict[str, dict] = dict(
-    retinanet=dict(temperature=0.5, alpha_fgd=1e-3, beta_fgd=5e-4, gamma_fgd=5e-4,
-                   lambda_fgd=5e-6),
-    gfl=dict(temperature=0.5, alpha_fgd=1e-3, beta_fgd=5e-4, gamma_fgd=5e-4,
-             lambda_fgd=5e-6),
-    fcos=dict(temperature=0.8, alpha_fgd=1.6e-3, beta_fgd=8e-4, gamma_fgd=8e-4,
-              lambda_fgd=8e-6),
-    faster_rcnn=dict(temperature=0.5, alpha_fgd=5e-5, beta_fgd=2.5e-5, gamma_fgd=5e-5,
-                     lambda_fgd=5e-7),
+    retinanet=dict(temperature=0.5, alpha_fgd=1e-3, beta_fgd=5e-4, gamma_fgd=5e-4, lambda_fgd=5e-6),
+    gfl=dict(temperature=0.5, alpha_fgd=1e-3, beta_fgd=5e-4, gamma_fgd=5e-4, lambda_fgd=5e-6),
+    fcos=dict(temperature=0.8, alpha_fgd=1.6e-3, beta_fgd=8e-4, gamma_fgd=8e-4, lambda_fgd=8e-6),
+    faster_rcnn=dict(
+        temperature=0.5, alpha_fgd=5e-5, beta_fgd=2.5e-5, gamma_fgd=5e-5, lambda_fgd=5e-7),
 )
 BOX_SCALES = ('batch_input_shape', 'img_shape')
 
@@ -111,11 +108,11 @@ def fgd_masks(boxes: Tensor, valid: Tensor, featmap_size: Tuple[int, int],
         sx = (w / frame_hw[:, 1].to(boxes))[:, None]
         wmin, wmax = torch.floor(boxes[..., 0] * sx), torch.ceil(boxes[..., 2] * sx)
         hmin, hmax = torch.floor(boxes[..., 1] * sy), torch.ceil(boxes[..., 3] * sy)
-        area = 1.0 / ((hmax + 1 - hmin) * (wmax + 1 - wmin)).clamp(min=1)     # (B, G)
+        area = 1.0 / ((hmax + 1 - hmin) * (wmax + 1 - wmin)).clamp(min=1)  # (B, G)
         ys = torch.arange(h, device=boxes.device, dtype=boxes.dtype)
         xs = torch.arange(w, device=boxes.device, dtype=boxes.dtype)
-        rows = (ys >= hmin[..., None]) & (ys <= hmax[..., None])             # (B, G, H)
-        cols = (xs >= wmin[..., None]) & (xs <= wmax[..., None])             # (B, G, W)
+        rows = (ys >= hmin[..., None]) & (ys <= hmax[..., None])  # (B, G, H)
+        cols = (xs >= wmin[..., None]) & (xs <= wmax[..., None])  # (B, G, W)
         inside = rows[..., :, None] & cols[..., None, :] & valid[..., None, None]
         fg = torch.where(inside, area[..., None, None], boxes.new_zeros(())).amax(dim=1)
     bg = (fg == 0).to(fg.dtype)
@@ -150,20 +147,29 @@ class FGDLoss(BaseDistillLoss):
     """
 
     default_inputs = dict(s_feats='student.fpn', t_feats='teacher.fpn')
-    feature_pairs = (('s_feats', 't_feats'),)
+    feature_pairs = (('s_feats', 't_feats'), )
     default_adapter = 'auto'
 
-    def __init__(self, preset: str = 'retinanet', temperature: Optional[float] = None,
-                 alpha_fgd: Optional[float] = None, beta_fgd: Optional[float] = None,
-                 gamma_fgd: Optional[float] = None, lambda_fgd: Optional[float] = None,
-                 box_scale: str = 'batch_input_shape', **kwargs):
+    def __init__(self,
+                 preset: str = 'retinanet',
+                 temperature: Optional[float] = None,
+                 alpha_fgd: Optional[float] = None,
+                 beta_fgd: Optional[float] = None,
+                 gamma_fgd: Optional[float] = None,
+                 lambda_fgd: Optional[float] = None,
+                 box_scale: str = 'batch_input_shape',
+                 **kwargs):
         super().__init__(**kwargs)
         if preset not in PRESETS:
             raise ValueError(f'FGDLoss preset={preset!r}; choose one of {sorted(PRESETS)}.')
         if box_scale not in BOX_SCALES:
             raise ValueError(f'FGDLoss box_scale={box_scale!r}; choose one of {BOX_SCALES}.')
-        given = dict(temperature=temperature, alpha_fgd=alpha_fgd, beta_fgd=beta_fgd,
-                     gamma_fgd=gamma_fgd, lambda_fgd=lambda_fgd)
+        given = dict(
+            temperature=temperature,
+            alpha_fgd=alpha_fgd,
+            beta_fgd=beta_fgd,
+            gamma_fgd=gamma_fgd,
+            lambda_fgd=lambda_fgd)
         values = {k: float(PRESETS[preset][k] if v is None else v) for k, v in given.items()}
         if values['temperature'] <= 0:
             raise ValueError(f'FGDLoss temperature must be > 0, got {values["temperature"]}.')
@@ -218,12 +224,15 @@ class FGDLoss(BaseDistillLoss):
         """Per-level (B, H, W): fg scale mask, bg mask, teacher spatial attention."""
         fg, bg = self.masks(t_feats, gt_instances, batch_img_metas)
         att = [fgd_attention(t.detach(), self.temperature)[0] for t in t_feats]
-        return {'foreground scale mask': fg, 'background mask': bg,
-                'teacher spatial attention A^S(T)': att}
+        return {
+            'foreground scale mask': fg,
+            'background mask': bg,
+            'teacher spatial attention A^S(T)': att
+        }
 
     # --------------------------------------------------------------- forward
-    def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor], *,
-                gt_instances, batch_img_metas) -> Dict[str, Tensor]:
+    def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor], *, gt_instances,
+                batch_img_metas) -> Dict[str, Tensor]:
         s_feats, t_feats = self.level_pairs(s_feats, t_feats)
         if self.lambda_fgd > 0 and len(self.gc_student) != len(t_feats):
             raise RuntimeError(f'FGDLoss has {len(self.gc_student)} GcBlock pairs for '
@@ -253,7 +262,8 @@ class FGDLoss(BaseDistillLoss):
                 terms['rel'].append(rel.pow(2).sum() / n)
             else:
                 terms['rel'].append(s.new_zeros(()))
-        weights = dict(fg=self.alpha_fgd, bg=self.beta_fgd, at=self.gamma_fgd,
-                       rel=self.lambda_fgd)
-        return {f'loss_{k}': self.loss_weight * weights[k] * torch.stack(v).sum()
-                for k, v in terms.items()}
+        weights = dict(fg=self.alpha_fgd, bg=self.beta_fgd, at=self.gamma_fgd, rel=self.lambda_fgd)
+        return {
+            f'loss_{k}': self.loss_weight * weights[k] * torch.stack(v).sum()
+            for k, v in terms.items()
+        }

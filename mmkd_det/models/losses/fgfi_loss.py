@@ -70,8 +70,11 @@ GT_LEVELS = ('all', 'roi')
 NORMALIZE = ('all', 'level')
 
 
-def imitation_masks(priors: Sequence[Tensor], featmap_sizes: Sequence[Tuple[int, int]],
-                    gt: Tensor, valid: Tensor, thr_factor: float = 0.5,
+def imitation_masks(priors: Sequence[Tensor],
+                    featmap_sizes: Sequence[Tuple[int, int]],
+                    gt: Tensor,
+                    valid: Tensor,
+                    thr_factor: float = 0.5,
                     gt_levels: Optional[Tensor] = None,
                     iou_legacy_offset: bool = False) -> List[Tensor]:
     """FGFI imitation masks I (imitation region estimation), one (B, H, W) float 0/1 map per level.
@@ -94,15 +97,15 @@ def imitation_masks(priors: Sequence[Tensor], featmap_sizes: Sequence[Tuple[int,
         return [gt.new_zeros(s) for s in out_shapes]
     counts = [p.shape[0] for p in priors]
     anchors = torch.cat(list(priors)).to(gt)
-    iou = prior_ious(anchors, gt, legacy_offset=iou_legacy_offset)              # (B, P, G)
+    iou = prior_ious(anchors, gt, legacy_offset=iou_legacy_offset)  # (B, P, G)
     allowed = valid[:, None, :]
     if gt_levels is not None:
         prior_level = torch.repeat_interleave(
             torch.arange(len(counts), device=gt.device), torch.tensor(counts, device=gt.device))
         allowed = allowed & (prior_level[None, :, None] == gt_levels[:, None, :])
     iou = iou.masked_fill(~allowed, -1.0)
-    psi = thr_factor * iou.amax(dim=1, keepdim=True)                              # (B, 1, G)
-    on = ((iou > psi) & allowed).any(dim=-1)                                      # (B, P)
+    psi = thr_factor * iou.amax(dim=1, keepdim=True)  # (B, 1, G)
+    on = ((iou > psi) & allowed).any(dim=-1)  # (B, P)
     masks = []
     for chunk, (h, w), n in zip(on.split(counts, dim=1), featmap_sizes, counts):
         if n % (h * w):
@@ -141,20 +144,26 @@ class FGFILoss(BaseDistillLoss):
     """
 
     default_inputs = dict(s_feats='student.fpn', t_feats='teacher.fpn')
-    feature_pairs = (('s_feats', 't_feats'),)
+    feature_pairs = (('s_feats', 't_feats'), )
     default_adapter = dict(kernel_size=3)
 
-    def __init__(self, thr_factor: float = 0.5, gt_levels: str = 'all',
-                 finest_scale: float = 56.0, level_offset: int = 0,
-                 level_legacy_offset: bool = False, iou_legacy_offset: bool = False,
-                 normalize: str = 'all', head: Optional[str] = None,
-                 adapter_init_std: Optional[float] = 1e-4, **kwargs):
+    def __init__(self,
+                 thr_factor: float = 0.5,
+                 gt_levels: str = 'all',
+                 finest_scale: float = 56.0,
+                 level_offset: int = 0,
+                 level_legacy_offset: bool = False,
+                 iou_legacy_offset: bool = False,
+                 normalize: str = 'all',
+                 head: Optional[str] = None,
+                 adapter_init_std: Optional[float] = 1e-4,
+                 **kwargs):
         super().__init__(**kwargs)
         if not 0 <= thr_factor < 1:
             raise ValueError(f'FGFILoss thr_factor must be in [0, 1) (IoU > thr_factor x '
                              f'max IoU; 1 would select nothing), got {thr_factor}.')
-        for key, value, allowed in (('gt_levels', gt_levels, GT_LEVELS),
-                                    ('normalize', normalize, NORMALIZE)):
+        for key, value, allowed in (('gt_levels', gt_levels, GT_LEVELS), ('normalize', normalize,
+                                                                          NORMALIZE)):
             if value not in allowed:
                 raise ValueError(f'FGFILoss {key}={value!r}; choose one of {allowed}.')
         self.thr_factor, self.gt_levels, self.normalize = float(thr_factor), gt_levels, normalize
@@ -178,7 +187,10 @@ class FGFILoss(BaseDistillLoss):
                          f'{type(student).__name__} has none.')
 
     @torch.no_grad()
-    def masks(self, t_feats: Sequence[Tensor], gt_instances, student,
+    def masks(self,
+              t_feats: Sequence[Tensor],
+              gt_instances,
+              student,
               batch_img_metas=None) -> List[Tensor]:
         """Per-level (B, H, W) imitation masks I."""
         if len(gt_instances) != t_feats[0].shape[0]:
@@ -205,19 +217,27 @@ class FGFILoss(BaseDistillLoss):
         return imitation_masks(priors, sizes, gt, valid, self.thr_factor, levels,
                                self.iou_legacy_offset)
 
-    def visual_maps(self, t_feats, gt_instances, student, batch_img_metas=None,
+    def visual_maps(self,
+                    t_feats,
+                    gt_instances,
+                    student,
+                    batch_img_metas=None,
                     **unused) -> Dict[str, List[Tensor]]:
         """Per-level (B, H, W) imitation mask I."""
-        return {'imitation mask I':
-                self.masks(t_feats, gt_instances, student, batch_img_metas)}
+        return {'imitation mask I': self.masks(t_feats, gt_instances, student, batch_img_metas)}
 
-    def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor], *,
-                gt_instances, student, batch_img_metas=None) -> Tensor:
+    def forward(self,
+                s_feats: Sequence[Tensor],
+                t_feats: Sequence[Tensor],
+                *,
+                gt_instances,
+                student,
+                batch_img_metas=None) -> Tensor:
         s_feats, t_feats = self.adapted_pairs(s_feats, t_feats)
         masks = self.masks(t_feats, gt_instances, student, batch_img_metas)
         sums, counts = [], []
         for sq, m in zip(self.squared_error_maps(s_feats, t_feats), masks):
-            sums.append((sq * m).sum())                             # sq: (B, H, W)
+            sums.append((sq * m).sum())  # sq: (B, H, W)
             counts.append(m.sum())
         sums, counts = torch.stack(sums), torch.stack(counts)
         if self.normalize == 'all':

@@ -61,6 +61,7 @@ def _normalise(weighted: torch.Tensor, mask: torch.Tensor, normalize: str) -> to
 
 
 class _FRSBase(BaseDistillLoss):
+
     def __init__(self, normalize: str = 'batch', **kwargs):
         super().__init__(**kwargs)
         if normalize not in ('batch', 'image'):
@@ -88,9 +89,8 @@ class FRSFeatureLoss(_FRSBase):
         Squared error is summed over channels (not averaged), as in Eq. 6.
     """
 
-    default_inputs = dict(s_feats='student.fpn', t_feats='teacher.fpn',
-                          t_logits='teacher.cls')
-    feature_pairs = (('s_feats', 't_feats'),)
+    default_inputs = dict(s_feats='student.fpn', t_feats='teacher.fpn', t_logits='teacher.cls')
+    feature_pairs = (('s_feats', 't_feats'), )
     default_adapter = dict(kernel_size=3)
 
     def visual_maps(self, t_logits: Sequence[torch.Tensor], **unused) -> dict:
@@ -101,8 +101,8 @@ class FRSFeatureLoss(_FRSBase):
                 t_logits: Sequence[torch.Tensor]) -> torch.Tensor:
         sq_maps = self.squared_error_maps(self.adapt('s_feats', s_feats, t_feats), t_feats)
         losses: List[torch.Tensor] = []
-        for sq, logit in zip(sq_maps, t_logits):                 # sq: sum over c
-            mask = feature_richness(logit)                       # Eq. 5
+        for sq, logit in zip(sq_maps, t_logits):  # sq: sum over c
+            mask = feature_richness(logit)  # Eq. 5
             losses.append(_normalise(sq * mask, mask, self.normalize))
         return self.loss_weight * torch.stack(losses).sum()
 
@@ -146,7 +146,7 @@ class FRSHeadLoss(_FRSBase):
     """
 
     default_inputs = dict(s_logits='student.cls', t_logits='teacher.cls')
-    same_shape_pairs = (('s_logits', 't_logits'),)
+    same_shape_pairs = (('s_logits', 't_logits'), )
     default_adapter = None
 
     def __init__(self, bce_input: str = 'logits', **kwargs):
@@ -160,7 +160,7 @@ class FRSHeadLoss(_FRSBase):
                 t_logits: Sequence[torch.Tensor]) -> torch.Tensor:
         losses: List[torch.Tensor] = []
         for s, t in zip(s_logits, t_logits):
-            mask = feature_richness(t)                           # Eq. 5
+            mask = feature_richness(t)  # Eq. 5
             target = t.detach().sigmoid()
             if self.bce_input == 'logits':
                 bce = F.binary_cross_entropy_with_logits(s, target, reduction='none')

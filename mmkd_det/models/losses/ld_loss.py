@@ -74,12 +74,13 @@ class LDLoss(BaseDistillLoss):
             out = original(anchor_list, valid_flag_list, batch_gt_instances, *args, **kwargs)
             self._captured = (self._batch_key(batch_gt_instances), out[1])
             return out
+
         self._captured = None
         head.get_targets = get_targets
         try:
             yield
         finally:
-            del head.get_targets            # the class's method again
+            del head.get_targets  # the class's method again
 
     def _labels(self, head, s_cls, gt_instances, batch_img_metas) -> List[Tensor]:
         """Per-level (B, H W) labels: the captured task-loss assignment of this
@@ -92,9 +93,8 @@ class LDLoss(BaseDistillLoss):
         anchors, valid = head.get_anchors(sizes, batch_img_metas, device=s_cls[0].device)
         return head.get_targets(anchors, valid, gt_instances, batch_img_metas)[1]
 
-    def forward(self, s_cls: Sequence[Tensor], s_reg: Sequence[Tensor],
-                t_reg: Sequence[Tensor], *, gt_instances, batch_img_metas,
-                student) -> Tensor:
+    def forward(self, s_cls: Sequence[Tensor], s_reg: Sequence[Tensor], t_reg: Sequence[Tensor], *,
+                gt_instances, batch_img_metas, student) -> Tensor:
         head = student.bbox_head
         if not hasattr(head, 'reg_max') or not hasattr(head, 'get_targets'):
             raise TypeError(f'LDLoss needs a GFL-style head with box distributions '
@@ -104,13 +104,14 @@ class LDLoss(BaseDistillLoss):
         losses: List[Tensor] = []
         for cls, s, t, lab in zip(s_cls, s_reg, t_reg, labels):
             pos = ((lab >= 0) & (lab < head.num_classes)).reshape(-1)
-            score = cls.detach().sigmoid().permute(0, 2, 3, 1).reshape(
-                -1, cls.shape[1]).amax(1)[pos]
+            score = cls.detach().sigmoid().permute(0, 2, 3, 1).reshape(-1,
+                                                                       cls.shape[1]).amax(1)[pos]
             s_pos = s.permute(0, 2, 3, 1).reshape(-1, 4 * bins)[pos].reshape(-1, bins)
             t_pos = t.detach().permute(0, 2, 3, 1).reshape(-1, 4 * bins)[pos].reshape(-1, bins)
             if not len(s_pos):
                 losses.append(s.sum() * 0)
                 continue
-            losses.append(self.kl(s_pos, t_pos, weight=score[:, None].expand(-1, 4).reshape(-1),
-                                  avg_factor=4.0))
+            losses.append(
+                self.kl(
+                    s_pos, t_pos, weight=score[:, None].expand(-1, 4).reshape(-1), avg_factor=4.0))
         return self.loss_weight * torch.stack(losses).sum()

@@ -45,14 +45,14 @@ def sigmoid_kd(s_logits: Tensor, t_logits: Tensor, temperature: float) -> Tensor
         p_t = torch.sigmoid(a)
         teacher_term = F.binary_cross_entropy_with_logits(a, p_t, reduction='none')
     kl = F.binary_cross_entropy_with_logits(b, p_t, reduction='none') - teacher_term
-    return kl * temperature ** 2
+    return kl * temperature**2
 
 
 def softmax_kd(s_logits: Tensor, t_logits: Tensor, temperature: float, dim: int) -> Tensor:
     """KL(softmax(t/T) || softmax(s/T)) along ``dim``, times T^2 (Eq. 2)."""
     log_p_t = F.log_softmax(t_logits / temperature, dim=dim)
     log_p_s = F.log_softmax(s_logits / temperature, dim=dim)
-    return (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim) * temperature ** 2
+    return (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim) * temperature**2
 
 
 @MODELS.register_module()
@@ -71,11 +71,14 @@ class LogitKDLoss(BaseDistillLoss):
     """
 
     default_inputs = dict(s_logits='student.cls', t_logits='teacher.cls')
-    same_shape_pairs = (('s_logits', 't_logits'),)
+    same_shape_pairs = (('s_logits', 't_logits'), )
     default_adapter = None
 
-    def __init__(self, temperature: float = 1.0, mode: str = 'sigmoid',
-                 channels_per_prior: Optional[int] = None, **kwargs):
+    def __init__(self,
+                 temperature: float = 1.0,
+                 mode: str = 'sigmoid',
+                 channels_per_prior: Optional[int] = None,
+                 **kwargs):
         super().__init__(**kwargs)
         if temperature <= 0:
             raise ValueError(f'temperature must be > 0, got {temperature}.')
@@ -99,8 +102,8 @@ class LogitKDLoss(BaseDistillLoss):
         if self.mode == 'sigmoid':
             kl = sigmoid_kd(s, t, self.temperature).view(n, c // k, k, h, w).sum(2)
         else:
-            kl = softmax_kd(s.view(n, c // k, k, h, w), t.view(n, c // k, k, h, w),
-                            self.temperature, dim=2)
+            kl = softmax_kd(
+                s.view(n, c // k, k, h, w), t.view(n, c // k, k, h, w), self.temperature, dim=2)
         return kl.mean()
 
     def forward(self, s_logits: Sequence[Tensor], t_logits: Sequence[Tensor]) -> Tensor:

@@ -52,8 +52,9 @@ def random_mask(feat: Tensor, lambda_mgd: float, mask_on_channel: bool = False) 
 def make_generator(channels: int) -> nn.Sequential:
     """The generation block: Conv3x3(C -> C) -> ReLU -> Conv3x3(C -> C), with
     biases and PyTorch's default initialisation (as the authors and mmrazor)."""
-    return nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
-                         nn.Conv2d(channels, channels, 3, padding=1))
+    return nn.Sequential(
+        nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(channels, channels, 3, padding=1))
 
 
 @MODELS.register_module()
@@ -89,11 +90,14 @@ class MGDLoss(BaseDistillLoss):
     """
 
     default_inputs = dict(s_feats='student.fpn', t_feats='teacher.fpn')
-    feature_pairs = (('s_feats', 't_feats'),)
+    feature_pairs = (('s_feats', 't_feats'), )
     default_adapter = 'auto'
 
-    def __init__(self, alpha_mgd: float = 2e-5, lambda_mgd: float = 0.65,
-                 mask_on_channel: bool = False, **kwargs):
+    def __init__(self,
+                 alpha_mgd: float = 2e-5,
+                 lambda_mgd: float = 0.65,
+                 mask_on_channel: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= lambda_mgd <= 1.0:
             raise ValueError(f'lambda_mgd (masked ratio) must be in [0, 1], got {lambda_mgd}.')
@@ -137,8 +141,10 @@ class MGDLoss(BaseDistillLoss):
 
     def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor]) -> Tensor:
         s_feats, t_feats = self.level_pairs(s_feats, t_feats)
-        losses = [F.mse_loss(g.float(), t.detach().float(), reduction='sum') / t.shape[0]
-                  for g, t in zip(self.generate(s_feats, t_feats), t_feats)]
+        losses = [
+            F.mse_loss(g.float(), t.detach().float(), reduction='sum') / t.shape[0]
+            for g, t in zip(self.generate(s_feats, t_feats), t_feats)
+        ]
         return self.loss_weight * self.alpha_mgd * torch.stack(losses).sum()
 
 

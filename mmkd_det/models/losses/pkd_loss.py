@@ -105,7 +105,7 @@ class PKDLoss(BaseDistillLoss):
     """
 
     default_inputs = dict(s_feats='student.fpn', t_feats='teacher.fpn')
-    feature_pairs = (('s_feats', 't_feats'),)
+    feature_pairs = (('s_feats', 't_feats'), )
     default_adapter = None
 
     def __init__(self, resize_student: bool = True, eps: float = PKD_EPS, **kwargs):

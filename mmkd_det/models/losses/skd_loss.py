@@ -54,18 +54,42 @@ from .base_distill_loss import BaseDistillLoss
 #: plain (not absolute) pooled features, no channel mask in the two-stage L_AM,
 #: dot-product non-local blocks. ``*_one_stage`` weights are the fork's x6.
 PRESETS: Dict[str, dict] = dict(
-    paper_two_stage=dict(alpha=7e-5, beta=4e-3, gamma=7e-5, temperature=0.1,
-                         mask_mode='softmax_of_sum', at_mode='attention',
-                         am_channel_mask=True, nonlocal_mode='embedded_gaussian'),
-    paper_one_stage=dict(alpha=4e-4, beta=2e-2, gamma=4e-4, temperature=0.5,
-                         mask_mode='softmax_of_sum', at_mode='attention',
-                         am_channel_mask=True, nonlocal_mode='embedded_gaussian'),
-    authors_code_two_stage=dict(alpha=4e-3, beta=7e-5, gamma=7e-5, temperature=0.5,
-                                mask_mode='mean_of_softmax', at_mode='pooled',
-                                am_channel_mask=False, nonlocal_mode='dot_product'),
-    authors_code_one_stage=dict(alpha=2.4e-2, beta=4.2e-4, gamma=4.2e-4, temperature=0.1,
-                                mask_mode='mean_of_softmax', at_mode='pooled',
-                                am_channel_mask=True, nonlocal_mode='dot_product'),
+    paper_two_stage=dict(
+        alpha=7e-5,
+        beta=4e-3,
+        gamma=7e-5,
+        temperature=0.1,
+        mask_mode='softmax_of_sum',
+        at_mode='attention',
+        am_channel_mask=True,
+        nonlocal_mode='embedded_gaussian'),
+    paper_one_stage=dict(
+        alpha=4e-4,
+        beta=2e-2,
+        gamma=4e-4,
+        temperature=0.5,
+        mask_mode='softmax_of_sum',
+        at_mode='attention',
+        am_channel_mask=True,
+        nonlocal_mode='embedded_gaussian'),
+    authors_code_two_stage=dict(
+        alpha=4e-3,
+        beta=7e-5,
+        gamma=7e-5,
+        temperature=0.5,
+        mask_mode='mean_of_softmax',
+        at_mode='pooled',
+        am_channel_mask=False,
+        nonlocal_mode='dot_product'),
+    authors_code_one_stage=dict(
+        alpha=2.4e-2,
+        beta=4.2e-4,
+        gamma=4.2e-4,
+        temperature=0.1,
+        mask_mode='mean_of_softmax',
+        at_mode='pooled',
+        am_channel_mask=True,
+        nonlocal_mode='dot_product'),
 )
 MASK_MODES = ('softmax_of_sum', 'mean_of_softmax')
 AT_MODES = ('attention', 'pooled')
@@ -83,7 +107,9 @@ def channel_attention(feat: Tensor) -> Tensor:
     return feat.abs().mean(dim=(2, 3))
 
 
-def attention_mask(g_student: Tensor, g_teacher: Tensor, temperature: float,
+def attention_mask(g_student: Tensor,
+                   g_teacher: Tensor,
+                   temperature: float,
                    mode: str = 'softmax_of_sum') -> Tensor:
     """Eq. 2 for either attention: ``D softmax((g_S + g_T) / T)`` over the last
     dims flattened, ``D`` their size (HW for spatial, C for channel), so the
@@ -107,8 +133,7 @@ def attention_mask(g_student: Tensor, g_teacher: Tensor, temperature: float,
     if mode == 'softmax_of_sum':
         mask = torch.softmax((gs + gt) / temperature, dim=1)
     elif mode == 'mean_of_softmax':
-        mask = (torch.softmax(gs / temperature, dim=1) +
-                torch.softmax(gt / temperature, dim=1)) / 2
+        mask = (torch.softmax(gs / temperature, dim=1) + torch.softmax(gt / temperature, dim=1)) / 2
     else:
         raise ValueError(f'mask_mode must be one of {MASK_MODES}, got {mode!r}.')
     return (size * mask).reshape(shape)
@@ -195,22 +220,35 @@ class SKDLoss(BaseDistillLoss):
     """
 
     default_inputs = dict(s_feats='student.fpn', t_feats='teacher.fpn')
-    feature_pairs = (('s_feats', 't_feats'),)
+    feature_pairs = (('s_feats', 't_feats'), )
     default_adapter = dict(kernel_size=1)
 
-    def __init__(self, preset: str = 'paper_two_stage', alpha: Optional[float] = None,
-                 beta: Optional[float] = None, gamma: Optional[float] = None,
+    def __init__(self,
+                 preset: str = 'paper_two_stage',
+                 alpha: Optional[float] = None,
+                 beta: Optional[float] = None,
+                 gamma: Optional[float] = None,
                  temperature: Optional[float] = None,
-                 attention: Sequence[str] = ATTENTIONS, mask_mode: Optional[str] = None,
-                 at_mode: Optional[str] = None, am_channel_mask: Optional[bool] = None,
-                 nonlocal_mode: Optional[str] = None, nonlocal_cfg: Optional[dict] = None,
-                 vis_temperatures: Sequence[float] = (0.25, 0.5, 0.75, 1.0), **kwargs):
+                 attention: Sequence[str] = ATTENTIONS,
+                 mask_mode: Optional[str] = None,
+                 at_mode: Optional[str] = None,
+                 am_channel_mask: Optional[bool] = None,
+                 nonlocal_mode: Optional[str] = None,
+                 nonlocal_cfg: Optional[dict] = None,
+                 vis_temperatures: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
+                 **kwargs):
         super().__init__(**kwargs)
         if preset not in PRESETS:
             raise ValueError(f'preset must be one of {sorted(PRESETS)}, got {preset!r}.')
-        given = dict(alpha=alpha, beta=beta, gamma=gamma, temperature=temperature,
-                     mask_mode=mask_mode, at_mode=at_mode, am_channel_mask=am_channel_mask,
-                     nonlocal_mode=nonlocal_mode)
+        given = dict(
+            alpha=alpha,
+            beta=beta,
+            gamma=gamma,
+            temperature=temperature,
+            mask_mode=mask_mode,
+            at_mode=at_mode,
+            am_channel_mask=am_channel_mask,
+            nonlocal_mode=nonlocal_mode)
         opts = dict(PRESETS[preset], **{k: v for k, v in given.items() if v is not None})
         self.preset = preset
         self.alpha, self.beta, self.gamma = (float(opts[k]) for k in ('alpha', 'beta', 'gamma'))
@@ -236,8 +274,7 @@ class SKDLoss(BaseDistillLoss):
                 max(self.alpha, self.beta, self.gamma) == 0:
             raise ValueError('alpha, beta, gamma must be >= 0 and not all 0 '
                              f'(got {self.alpha}, {self.beta}, {self.gamma}).')
-        nl = dict(sub_sample=(8, 4, 2, 2, 2), reduction=(4, 4, 2, 2, 2),
-                  norm_cfg=dict(type='BN'))
+        nl = dict(sub_sample=(8, 4, 2, 2, 2), reduction=(4, 4, 2, 2, 2), norm_cfg=dict(type='BN'))
         nl.update(nonlocal_cfg or {})
         unknown = set(nl) - {'sub_sample', 'reduction', 'norm_cfg', 'ceil_mode'}
         if unknown:
@@ -270,9 +307,12 @@ class SKDLoss(BaseDistillLoss):
             strides = _per_level(self.nonlocal_cfg['sub_sample'], levels, 'sub_sample')
             reductions = _per_level(self.nonlocal_cfg['reduction'], levels, 'reduction')
             for cs, ct, k, r in zip(s_ch, t_ch, strides, reductions):
-                make = dict(sub_sample=k, reduction=r, mode=self.nonlocal_mode,
-                            norm_cfg=copy.deepcopy(self.nonlocal_cfg['norm_cfg']),
-                            ceil_mode=self.nonlocal_cfg.get('ceil_mode', True))
+                make = dict(
+                    sub_sample=k,
+                    reduction=r,
+                    mode=self.nonlocal_mode,
+                    norm_cfg=copy.deepcopy(self.nonlocal_cfg['norm_cfg']),
+                    ceil_mode=self.nonlocal_cfg.get('ceil_mode', True))
                 self.student_nonlocal.append(SubsampledNonLocal2d(cs, **make))
                 self.teacher_nonlocal.append(SubsampledNonLocal2d(ct, **make))
                 self.nonlocal_adapters.append(nn.Conv2d(cs, ct, 1))
@@ -284,8 +324,10 @@ class SKDLoss(BaseDistillLoss):
             return F.interpolate(x, size=t.shape[-2:], mode='bilinear', align_corners=False)
         return x
 
-    def masks(self, s: Tensor, t: Tensor, s_adapted: Optional[Tensor] = None
-              ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    def masks(self,
+              s: Tensor,
+              t: Tensor,
+              s_adapted: Optional[Tensor] = None) -> Tuple[Optional[Tensor], Optional[Tensor]]:
         """Eq. 2 masks (M^s (N, H, W), M^c (N, C)) of one level; None when that
         attention type is off. The student's channel attention comes from its
         adapted features when its channel count differs from the teacher's."""
@@ -299,8 +341,9 @@ class SKDLoss(BaseDistillLoss):
             if src is None:
                 raise ValueError('SKDLoss: student and teacher channels differ; the channel '
                                  'mask needs the adapted student features.')
-            m_c = attention_mask(channel_attention(src.detach()), channel_attention(t),
-                                 self.temperature, self.mask_mode)
+            m_c = attention_mask(
+                channel_attention(src.detach()), channel_attention(t), self.temperature,
+                self.mask_mode)
         return m_s, m_c
 
     def attention_transfer(self, lvl: int, s: Tensor, t: Tensor) -> Tensor:
@@ -334,8 +377,9 @@ class SKDLoss(BaseDistillLoss):
         for lvl, (s, t) in enumerate(zip(s_feats, t_feats)):
             if self.beta > 0:
                 m_s, m_c = self.masks(s, t, adapted[lvl])
-                out['am'].append(attention_masked_loss(
-                    adapted[lvl], t, m_s, m_c if self.am_channel_mask else None))
+                out['am'].append(
+                    attention_masked_loss(adapted[lvl], t, m_s,
+                                          m_c if self.am_channel_mask else None))
             if self.alpha > 0:
                 out['at'].append(self.attention_transfer(lvl, s, t))
             if self.gamma > 0:
@@ -352,19 +396,23 @@ class SKDLoss(BaseDistillLoss):
         temps = [self.temperature] + [x for x in self.vis_temperatures if x != self.temperature]
         for temp in temps:
             maps[f'M^s (Eq. 2), T={temp:g}'] = [
-                attention_mask(spatial_attention(self._student_to_teacher_hw(s, t)),
-                               spatial_attention(t), temp, self.mask_mode)
-                for s, t in zip(s_feats, t_feats)]
+                attention_mask(
+                    spatial_attention(self._student_to_teacher_hw(s, t)), spatial_attention(t),
+                    temp, self.mask_mode) for s, t in zip(s_feats, t_feats)
+            ]
         return maps
 
-    def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor]
-                ) -> Dict[str, Tensor]:
+    def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor]) -> Dict[str, Tensor]:
         """Eq. 6 as its three weighted terms (the Distiller logs each and sums them)."""
         s_feats, t_feats = self.level_pairs(s_feats, t_feats)
         weights = dict(at=self.alpha, am=self.beta, nld=self.gamma)
-        return {f'loss_{k}': self.loss_weight * weights[k] * v
-                for k, v in self.terms(s_feats, t_feats).items()}
+        return {
+            f'loss_{k}': self.loss_weight * weights[k] * v
+            for k, v in self.terms(s_feats, t_feats).items()
+        }
 
 
-__all__ = ['SKDLoss', 'PRESETS', 'spatial_attention', 'channel_attention', 'attention_mask',
-           'attention_masked_loss', 'l2_distance']
+__all__ = [
+    'SKDLoss', 'PRESETS', 'spatial_attention', 'channel_attention', 'attention_mask',
+    'attention_masked_loss', 'l2_distance'
+]

@@ -59,8 +59,11 @@ LOW_BANDS = ('scaled', 'constant', 'floor')
 
 
 # ------------------------------------------------------------------- DIEM
-def localization_score(iou: Tensor, pos_thr: Tensor, neg_thr: Tensor,
-                       num_base_priors: int, mode: str = 'detector') -> Tensor:
+def localization_score(iou: Tensor,
+                       pos_thr: Tensor,
+                       neg_thr: Tensor,
+                       num_base_priors: int,
+                       mode: str = 'detector') -> Tensor:
     r"""Score_r per location (B, Q), Eq. 1.
 
     .. math::
@@ -85,14 +88,17 @@ def localization_score(iou: Tensor, pos_thr: Tensor, neg_thr: Tensor,
     else:
         pos = (iou >= pos_thr[:, None]).any(-1)
         neg = (iou <= neg_thr[:, None]).all(-1)
-        score = torch.where(pos, iou.new_tensor(SCORE_R[0]),
-                            torch.where(neg, iou.new_tensor(SCORE_R[2]),
-                                        iou.new_tensor(SCORE_R[1])))
+        score = torch.where(
+            pos, iou.new_tensor(SCORE_R[0]),
+            torch.where(neg, iou.new_tensor(SCORE_R[2]), iou.new_tensor(SCORE_R[1])))
     return score.view(batch, -1, num_base_priors).amax(-1)
 
 
-def gt_class_probability(scores: Tensor, labels: Tensor, valid: Tensor,
-                         num_base_priors: int, gathered: bool = False) -> Tensor:
+def gt_class_probability(scores: Tensor,
+                         labels: Tensor,
+                         valid: Tensor,
+                         num_base_priors: int,
+                         gathered: bool = False) -> Tensor:
     """Per location (B, Q): the highest probability it gives to a class that
     has a GT box in the image (max over anchors and those classes); 0 in images
     without GT.
@@ -106,7 +112,7 @@ def gt_class_probability(scores: Tensor, labels: Tensor, valid: Tensor,
     batch = scores.shape[0]
     if scores.shape[-1] == 0:
         return scores.new_zeros(batch, scores.shape[1] // num_base_priors)
-    prob = scores.masked_fill(~valid[:, None, :], 0).amax(-1)         # (B, P)
+    prob = scores.masked_fill(~valid[:, None, :], 0).amax(-1)  # (B, P)
     return prob.view(batch, -1, num_base_priors).amax(-1)
 
 
@@ -139,9 +145,15 @@ def key_areas(score_t: Tensor, quality_t: Tensor, gamma: Union[int, float], scop
     return topk_mask(score_t + TIE_BREAK * quality_t, gamma, scope, level_sizes)
 
 
-def weak_areas(score_t: Tensor, score_s: Tensor, quality_t: Tensor, quality_s: Tensor,
-               boxes_t: Tensor, gamma: Union[int, float], scope: str,
-               level_sizes: Sequence[int], nms_iou: Optional[float] = 0.5) -> Tensor:
+def weak_areas(score_t: Tensor,
+               score_s: Tensor,
+               quality_t: Tensor,
+               quality_s: Tensor,
+               boxes_t: Tensor,
+               gamma: Union[int, float],
+               scope: str,
+               level_sizes: Sequence[int],
+               nms_iou: Optional[float] = 0.5) -> Tensor:
     """Eq. 5: weak areas = the top ``gamma`` locations of Score_T - Score_S.
 
     Only locations where the teacher scores strictly higher are candidates
@@ -162,7 +174,10 @@ def weak_areas(score_t: Tensor, score_s: Tensor, quality_t: Tensor, quality_s: T
     return topk_mask(rank, gamma, scope, level_sizes, valid=cand)
 
 
-def output_value(score_t: Tensor, key: Tensor, weak: Tensor, areas: Sequence[str],
+def output_value(score_t: Tensor,
+                 key: Tensor,
+                 weak: Tensor,
+                 areas: Sequence[str],
                  key_mode: str = 'score') -> Tensor:
     r"""Eqs. 6-7: Value_output = Score_key x Score_weak.
 
@@ -183,7 +198,10 @@ def output_value(score_t: Tensor, key: Tensor, weak: Tensor, areas: Sequence[str
 
 
 # ------------------------------------------------------------------- SFDM
-def information_value(centers: Tensor, gt: Tensor, valid: Tensor, vicinity: float = 0.5,
+def information_value(centers: Tensor,
+                      gt: Tensor,
+                      valid: Tensor,
+                      vicinity: float = 0.5,
                       decay: str = 'decreasing') -> Tensor:
     r"""V_information per location (B, Q), Eq. 9.
 
@@ -206,7 +224,7 @@ def information_value(centers: Tensor, gt: Tensor, valid: Tensor, vicinity: floa
     dx = (x1 - x).clamp(min=0) + (x - x2).clamp(min=0)
     dy = (y1 - y).clamp(min=0) + (y - y2).clamp(min=0)
     dists = (vicinity * torch.maximum(x2 - x1, y2 - y1)).clamp(min=1.0)
-    r = torch.hypot(dx, dy) / dists                                     # (B, Q, G)
+    r = torch.hypot(dx, dy) / dists  # (B, Q, G)
     r = r.masked_fill(~valid[:, None, :], float('inf')).amin(-1)
     near = r <= 1
     value = (1 - r) if decay == 'decreasing' else r
@@ -214,7 +232,8 @@ def information_value(centers: Tensor, gt: Tensor, valid: Tensor, vicinity: floa
     return torch.where(r == 0, torch.ones_like(r), value)
 
 
-def value_bands(v: Tensor, alphas: Sequence[float] = (1.0, 1.0, 1.0),
+def value_bands(v: Tensor,
+                alphas: Sequence[float] = (1.0, 1.0, 1.0),
                 low_band: str = 'scaled') -> Tuple[Tensor, Tensor]:
     r"""Eq. 11 mask M and the Eq. 12 per-location weight.
 
@@ -305,34 +324,49 @@ class TIDLoss(BaseDistillLoss):
             conv per level, the f of Eq. 8), ``resize_student``.
     """
 
-    default_inputs = dict(s_feats='student.fpn', t_feats='teacher.fpn',
-                          s_cls='student.cls', t_cls='teacher.cls',
-                          s_reg='student.reg', t_reg='teacher.reg')
-    feature_pairs = (('s_feats', 't_feats'),)
+    default_inputs = dict(
+        s_feats='student.fpn',
+        t_feats='teacher.fpn',
+        s_cls='student.cls',
+        t_cls='teacher.cls',
+        s_reg='student.reg',
+        t_reg='teacher.reg')
+    feature_pairs = (('s_feats', 't_feats'), )
     default_adapter = dict(kernel_size=1)
 
-    def __init__(self, cls_top: Union[int, float] = 0.025, gamma: Union[int, float] = 0.1,
-                 topk_scope: str = 'image', tasks: Sequence[str] = ('cls', 'reg'),
-                 loc_score: str = 'detector', iou_thrs: Optional[Sequence[float]] = None,
-                 atss_neg_ratio: float = 0.8, areas: Sequence[str] = ('key', 'weak'),
-                 key_mode: str = 'score', weak_nms_iou: Optional[float] = 0.5,
-                 vicinity: float = 0.5, info_decay: str = 'decreasing',
-                 band_alphas: Sequence[float] = (1.0, 1.0, 1.0), low_band: str = 'constant',
-                 normalize: str = 'mask', head: str = 'bbox_head', **kwargs):
+    def __init__(self,
+                 cls_top: Union[int, float] = 0.025,
+                 gamma: Union[int, float] = 0.1,
+                 topk_scope: str = 'image',
+                 tasks: Sequence[str] = ('cls', 'reg'),
+                 loc_score: str = 'detector',
+                 iou_thrs: Optional[Sequence[float]] = None,
+                 atss_neg_ratio: float = 0.8,
+                 areas: Sequence[str] = ('key', 'weak'),
+                 key_mode: str = 'score',
+                 weak_nms_iou: Optional[float] = 0.5,
+                 vicinity: float = 0.5,
+                 info_decay: str = 'decreasing',
+                 band_alphas: Sequence[float] = (1.0, 1.0, 1.0),
+                 low_band: str = 'constant',
+                 normalize: str = 'mask',
+                 head: str = 'bbox_head',
+                 **kwargs):
         super().__init__(**kwargs)
-        choices = dict(topk_scope=(topk_scope, TOPK_SCOPES),
-                       loc_score=(loc_score, ('detector', 'iou')),
-                       key_mode=(key_mode, ('score', 'indicator')),
-                       info_decay=(info_decay, ('decreasing', 'as_printed')),
-                       low_band=(low_band, LOW_BANDS),
-                       normalize=(normalize, ('mask', 'batch')))
+        choices = dict(
+            topk_scope=(topk_scope, TOPK_SCOPES),
+            loc_score=(loc_score, ('detector', 'iou')),
+            key_mode=(key_mode, ('score', 'indicator')),
+            info_decay=(info_decay, ('decreasing', 'as_printed')),
+            low_band=(low_band, LOW_BANDS),
+            normalize=(normalize, ('mask', 'batch')))
         for key, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ValueError(f'TIDLoss {key}={value!r}; choose one of {allowed}.')
         tasks = (tasks, ) if isinstance(tasks, str) else tasks
         areas = (areas, ) if isinstance(areas, str) else areas
-        for key, value, allowed in (('tasks', tasks, ('cls', 'reg')),
-                                    ('areas', areas, ('key', 'weak'))):
+        for key, value, allowed in (('tasks', tasks, ('cls', 'reg')), ('areas', areas, ('key',
+                                                                                        'weak'))):
             if not value or set(value) - set(allowed):
                 raise ValueError(f'TIDLoss {key}={value!r}: a non-empty subset of {allowed}.')
         for key, value in (('cls_top', cls_top), ('gamma', gamma)):
@@ -360,27 +394,31 @@ class TIDLoss(BaseDistillLoss):
     def _dual_task(self, head, cls: Sequence[Tensor], reg: Sequence[Tensor], gt: Tensor,
                    labels: Tensor, valid: Tensor) -> Dict[str, Tensor]:
         """DIEM (Eqs. 1-3) for one detector; also its per-location box and quality."""
-        out = decode_dense_outputs(head, cls, reg, classes=labels)       # (B, P, G) scores
+        out = decode_dense_outputs(head, cls, reg, classes=labels)  # (B, P, G) scores
         a = out.num_base_priors
         iou = prior_ious(out.boxes, gt, valid)
         pos, neg = assigner_thresholds(head, out, gt, self.iou_thrs, self.atss_neg_ratio)
-        score_r = localization_score(iou, pos, neg, a, self.loc_score)              # Eq. 1
+        score_r = localization_score(iou, pos, neg, a, self.loc_score)  # Eq. 1
         prob = gt_class_probability(out.scores, labels, valid, a, gathered=True)
-        score_c = classification_score(prob, valid.any(1), self.cls_top,
-                                       self.topk_scope, out.level_sizes)             # Eq. 2
+        score_c = classification_score(prob, valid.any(1), self.cls_top, self.topk_scope,
+                                       out.level_sizes)  # Eq. 2
         iou_max = iou.amax(-1).clamp(min=0) if iou.shape[2] else iou.new_zeros(iou.shape[:2])
         iou_loc = iou_max.view(iou_max.shape[0], -1, a)
         best = iou_loc.argmax(-1)
-        boxes = out.per_location(out.boxes).gather(
-            2, best[..., None, None].expand(-1, -1, 1, 4)).squeeze(2)
-        return dict(score=task_score(score_c, score_r, self.tasks),                  # Eq. 3
-                    quality=iou_loc.amax(-1) * prob, boxes=boxes, score_c=score_c,
-                    score_r=score_r, centers=out.centers, level_sizes=out.level_sizes)
+        boxes = out.per_location(out.boxes).gather(2, best[..., None, None].expand(-1, -1, 1,
+                                                                                   4)).squeeze(2)
+        return dict(
+            score=task_score(score_c, score_r, self.tasks),  # Eq. 3
+            quality=iou_loc.amax(-1) * prob,
+            boxes=boxes,
+            score_c=score_c,
+            score_r=score_r,
+            centers=out.centers,
+            level_sizes=out.level_sizes)
 
     @torch.no_grad()
-    def masks(self, s_cls: Sequence[Tensor], t_cls: Sequence[Tensor],
-              s_reg: Sequence[Tensor], t_reg: Sequence[Tensor], gt_instances,
-              student, teacher) -> Dict[str, Tensor]:
+    def masks(self, s_cls: Sequence[Tensor], t_cls: Sequence[Tensor], s_reg: Sequence[Tensor],
+              t_reg: Sequence[Tensor], gt_instances, student, teacher) -> Dict[str, Tensor]:
         """Every intermediate map of Eqs. 1-11, each (B, Q) (use
         :func:`~mmkd_det.models.utils.split_levels` with ``shapes`` for per-level maps)."""
         gt, labels, valid = pad_gt(gt_instances, t_cls[0].device)
@@ -394,36 +432,43 @@ class TIDLoss(BaseDistillLoss):
         key = key_areas(t['score'], t['quality'], self.gamma, self.topk_scope, sizes)
         weak = weak_areas(t['score'], s['score'], t['quality'], s['quality'], t['boxes'],
                           self.gamma, self.topk_scope, sizes, self.weak_nms_iou)
-        v_out = output_value(t['score'], key, weak, self.areas, self.key_mode)      # Eq. 7
-        v_info = information_value(t['centers'], gt, valid, self.vicinity,
-                                   self.info_decay)                                  # Eq. 9
-        value = v_out * v_info                                                       # Eq. 10
-        m, weight = value_bands(value, self.band_alphas, self.low_band)              # Eq. 11
-        return dict(score_t=t['score'], score_s=s['score'], key=key.float(),
-                    weak=weak.float(), v_output=v_out, v_information=v_info,
-                    value=value, m=m, weight=weight,
-                    shapes=[tuple(c.shape[-2:]) for c in t_cls])
+        v_out = output_value(t['score'], key, weak, self.areas, self.key_mode)  # Eq. 7
+        v_info = information_value(t['centers'], gt, valid, self.vicinity, self.info_decay)  # Eq. 9
+        value = v_out * v_info  # Eq. 10
+        m, weight = value_bands(value, self.band_alphas, self.low_band)  # Eq. 11
+        return dict(
+            score_t=t['score'],
+            score_s=s['score'],
+            key=key.float(),
+            weak=weak.float(),
+            v_output=v_out,
+            v_information=v_info,
+            value=value,
+            m=m,
+            weight=weight,
+            shapes=[tuple(c.shape[-2:]) for c in t_cls])
 
     def visual_maps(self, s_cls, t_cls, s_reg, t_reg, gt_instances, student, teacher,
                     **unused) -> Dict[str, List[Tensor]]:
         """Per-level (B, H, W) maps of Fig. 4: key, weak, information value, M."""
         m = self.masks(s_cls, t_cls, s_reg, t_reg, gt_instances, student, teacher)
-        names = dict(key='key area (Eq. 4)', weak='weak area (Eq. 5)',
-                     v_information='V_information (Eq. 9)', m='M (Eq. 11)')
+        names = dict(
+            key='key area (Eq. 4)',
+            weak='weak area (Eq. 5)',
+            v_information='V_information (Eq. 9)',
+            m='M (Eq. 11)')
         return {title: split_levels(m[k], m['shapes']) for k, title in names.items()}
 
-    def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor],
-                s_cls: Sequence[Tensor], t_cls: Sequence[Tensor],
-                s_reg: Sequence[Tensor], t_reg: Sequence[Tensor], *,
+    def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor], s_cls: Sequence[Tensor],
+                t_cls: Sequence[Tensor], s_reg: Sequence[Tensor], t_reg: Sequence[Tensor], *,
                 gt_instances, student, teacher) -> Tensor:
         if len(t_feats) != len(t_cls):
             raise ValueError(f'TIDLoss: {len(t_feats)} feature levels but {len(t_cls)} head '
                              f'levels; record the neck outputs the head reads.')
-        weight = self.masks(s_cls, t_cls, s_reg, t_reg, gt_instances, student,
-                            teacher)['weight']
+        weight = self.masks(s_cls, t_cls, s_reg, t_reg, gt_instances, student, teacher)['weight']
         s_feats = self.adapt('s_feats', s_feats, t_feats)
         sq = torch.cat([e.flatten(1) for e in self.squared_error_maps(s_feats, t_feats)],
-                       dim=1)                                                        # (B, Q)
+                       dim=1)  # (B, Q)
         if sq.shape != weight.shape:
             raise ValueError(f'TIDLoss: features give {sq.shape[1]} locations, the head '
                              f'{weight.shape[1]}; record the neck levels the head reads.')

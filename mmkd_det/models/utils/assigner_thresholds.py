@@ -13,7 +13,9 @@ from .dense_head_outputs import DenseOutputs
 from .prior_ious import prior_ious
 
 
-def assigner_thresholds(head, out: DenseOutputs, gt: Tensor,
+def assigner_thresholds(head,
+                        out: DenseOutputs,
+                        gt: Tensor,
                         fixed: Optional[Sequence[float]] = None,
                         atss_neg_ratio: float = 0.8,
                         name: str = 'TIDLoss') -> Tuple[Tensor, Tensor]:
@@ -49,13 +51,12 @@ def assigner_thresholds(head, out: DenseOutputs, gt: Tensor,
         neg = max(neg) if isinstance(neg, (tuple, list)) else neg
         return gt.new_full(shape, float(assigner['pos_iou_thr'])), gt.new_full(shape, float(neg))
     if kind == 'ATSSAssigner':
-        pos = atss_thresholds(out.priors, [n * out.num_base_priors for n in out.level_sizes],
-                              gt, assigner.get('topk', 9))
+        pos = atss_thresholds(out.priors, [n * out.num_base_priors for n in out.level_sizes], gt,
+                              assigner.get('topk', 9))
         return pos, pos * atss_neg_ratio
-    raise ValueError(
-        f'{name} reads IoU thresholds from the detector assigner (MaxIoUAssigner or '
-        f'ATSSAssigner) but {type(head).__name__} has assigner {kind!r}. Set '
-        f'iou_thrs=(pos, neg) on the {name} (e.g. (0.5, 0.4)).')
+    raise ValueError(f'{name} reads IoU thresholds from the detector assigner (MaxIoUAssigner or '
+                     f'ATSSAssigner) but {type(head).__name__} has assigner {kind!r}. Set '
+                     f'iou_thrs=(pos, neg) on the {name} (e.g. (0.5, 0.4)).')
 
 
 def atss_thresholds(priors: Tensor, level_num_priors: Sequence[int], gt: Tensor,
@@ -75,15 +76,15 @@ def atss_thresholds(priors: Tensor, level_num_priors: Sequence[int], gt: Tensor,
     batch, num_gt = gt.shape[:2]
     if num_gt == 0:
         return gt.new_zeros(batch, 0)
-    overlaps = prior_ious(priors, gt)                                        # (B, P, G)
+    overlaps = prior_ious(priors, gt)  # (B, P, G)
     p_ctr = (priors[:, :2] + priors[:, 2:]) / 2
     g_ctr = (gt[..., :2] + gt[..., 2:]) / 2
-    dist = (p_ctr[None, :, None] - g_ctr[:, None]).pow(2).sum(-1).sqrt()    # (B, P, G)
+    dist = (p_ctr[None, :, None] - g_ctr[:, None]).pow(2).sum(-1).sqrt()  # (B, P, G)
     cands, start = [], 0
     for n in level_num_priors:
         idx = dist[:, start:start + n].topk(min(topk, n), dim=1, largest=False).indices
         cands.append(overlaps.gather(1, idx + start))
         start += n
-    cand = torch.cat(cands, dim=1)                                           # (B, k*L, G)
+    cand = torch.cat(cands, dim=1)  # (B, k*L, G)
     std = cand.std(1) if cand.shape[1] > 1 else torch.zeros_like(cand[:, 0])
     return cand.mean(1) + std

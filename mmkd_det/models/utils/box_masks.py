@@ -6,8 +6,7 @@ from torch import Tensor
 
 
 def gt_box_masks(boxes: Tensor, valid: Tensor, levels: Tensor,
-                 featmap_sizes: Sequence[Tuple[int, int]],
-                 strides: Sequence[int]) -> List[Tensor]:
+                 featmap_sizes: Sequence[Tuple[int, int]], strides: Sequence[int]) -> List[Tensor]:
     """Binary GT masks, one (B, H, W) float 0/1 map per level (DeFeat's ``get_gt_mask``).
 
     A box assigned to level ``l`` covers, on that level only, the cells
@@ -43,9 +42,9 @@ def gt_box_masks(boxes: Tensor, valid: Tensor, levels: Tensor,
         ys = torch.arange(h, device=boxes.device)
         xs = torch.arange(w, device=boxes.device)
         rows = torch.where(degenerate, ys == y1.clamp(max=h - 1)[..., None],
-                           (ys >= y1[..., None]) & (ys < y2[..., None]))      # (B, G, H)
+                           (ys >= y1[..., None]) & (ys < y2[..., None]))  # (B, G, H)
         cols = torch.where(degenerate, xs == x1.clamp(max=w - 1)[..., None],
-                           (xs >= x1[..., None]) & (xs < x2[..., None]))      # (B, G, W)
+                           (xs >= x1[..., None]) & (xs < x2[..., None]))  # (B, G, W)
         keep = (valid & (levels == lvl))[..., None].float()
         hits = torch.einsum('bgh,bgw->bhw', rows.float() * keep, cols.float())
         masks.append((hits > 0).float())

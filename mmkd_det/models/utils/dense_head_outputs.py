@@ -56,13 +56,12 @@ def _decode(head, priors: Tensor, preds: Tensor) -> Tensor:
     batch = preds.shape[0]
     flat = priors.repeat(batch, 1)
     boxes = head.bbox_coder.decode(flat, preds.reshape(flat.shape[0], -1))
-    if hasattr(boxes, 'tensor'):                              # BaseBoxes
+    if hasattr(boxes, 'tensor'):  # BaseBoxes
         boxes = boxes.tensor
     return boxes.view(batch, -1, 4)
 
 
-def gather_classes(cls_scores: Sequence[Tensor], classes: Tensor,
-                   num_classes: int) -> List[Tensor]:
+def gather_classes(cls_scores: Sequence[Tensor], classes: Tensor, num_classes: int) -> List[Tensor]:
     """Per level (B, A * K, H, W) logits -> (B, A * G, H, W): for each image only
     the channels of its ``classes`` (B, G) (channel ``a K + c`` of anchor ``a``,
     class ``c``, mmdet's layout), in the same anchor-major order."""
@@ -71,12 +70,13 @@ def gather_classes(cls_scores: Sequence[Tensor], classes: Tensor,
         batch, channels, h, w = m.shape
         anchors = channels // num_classes
         idx = (torch.arange(anchors, device=m.device)[None, :, None] * num_classes +
-               classes[:, None, :]).reshape(batch, -1)                      # (B, A * G)
+               classes[:, None, :]).reshape(batch, -1)  # (B, A * G)
         out.append(m.gather(1, idx[:, :, None, None].expand(-1, -1, h, w)))
     return out
 
 
-def decode_dense_outputs(head, cls_scores: Sequence[Tensor],
+def decode_dense_outputs(head,
+                         cls_scores: Sequence[Tensor],
                          bbox_preds: Sequence[Tensor],
                          classes: Optional[Tensor] = None) -> DenseOutputs:
     """Probabilities and decoded boxes of every prior of a dense head.
@@ -104,7 +104,7 @@ def decode_dense_outputs(head, cls_scores: Sequence[Tensor],
     sizes = [tuple(c.shape[-2:]) for c in cls_scores]
     dev, dtype = cls_scores[0].device, cls_scores[0].dtype
     num_classes = head.cls_out_channels
-    if classes is not None and classes.shape[1] == 0:          # no GT in the batch
+    if classes is not None and classes.shape[1] == 0:  # no GT in the batch
         priors = sum(c.shape[1] // num_classes * h * w for c, (h, w) in zip(cls_scores, sizes))
         scores = cls_scores[0].new_zeros(cls_scores[0].shape[0], priors, 0)
     else:
@@ -115,13 +115,13 @@ def decode_dense_outputs(head, cls_scores: Sequence[Tensor],
     level_sizes = [h * w for h, w in sizes]
     strides = level_strides(head.prior_generator.strides)
 
-    if isinstance(head, AnchorFreeHead):                     # FCOS-like, points
+    if isinstance(head, AnchorFreeHead):  # FCOS-like, points
         points = torch.cat(head.prior_generator.grid_priors(sizes, dtype=dtype, device=dev))
         dist = _flatten(bbox_preds, 4).detach()
         if getattr(head, 'norm_on_bbox', False) and head.training:
             # FCOS multiplies by the stride only in eval mode (fcos_head.py)
-            level_stride = torch.cat([points.new_full((n,), s)
-                                      for n, s in zip(level_sizes, strides)])
+            level_stride = torch.cat(
+                [points.new_full((n, ), s) for n, s in zip(level_sizes, strides)])
             dist = dist * level_stride[None, :, None]
         boxes = _decode(head, points, dist)
         priors = torch.cat([points, points], dim=1)
@@ -135,8 +135,8 @@ def decode_dense_outputs(head, cls_scores: Sequence[Tensor],
     if isinstance(head, GFLHead):
         reg = head.reg_max + 1
         dist = head.integral(_flatten(bbox_preds, 4 * reg).detach().reshape(-1, 4 * reg))
-        level_stride = torch.cat([anchors.new_full((n * a,), s)
-                                  for n, s in zip(level_sizes, strides)])
+        level_stride = torch.cat(
+            [anchors.new_full((n * a, ), s) for n, s in zip(level_sizes, strides)])
         dist = dist.view(batch, -1, 4) * level_stride[None, :, None]
         anchor_centers = (anchors[:, :2] + anchors[:, 2:]) / 2
         boxes = _decode(head, anchor_centers, dist)

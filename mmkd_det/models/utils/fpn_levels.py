@@ -61,8 +61,11 @@ def check_level_strides(feats: Sequence[Tensor], strides: Sequence[int],
                 f'of strides {list(strides)}.')
 
 
-def map_gt_levels(boxes: Tensor, num_levels: int, finest_scale: float = 56.0,
-                  level_offset: int = 0, legacy_offset: bool = False) -> Tensor:
+def map_gt_levels(boxes: Tensor,
+                  num_levels: int,
+                  finest_scale: float = 56.0,
+                  level_offset: int = 0,
+                  legacy_offset: bool = False) -> Tensor:
     r"""FPN level of every box by the RoI rule of FPN (mmdet's RoI extractor rule).
 
     .. math::

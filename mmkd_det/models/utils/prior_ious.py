@@ -8,7 +8,9 @@ from typing import Optional
 from torch import Tensor
 
 
-def prior_ious(boxes: Tensor, gt: Tensor, valid: Optional[Tensor] = None,
+def prior_ious(boxes: Tensor,
+               gt: Tensor,
+               valid: Optional[Tensor] = None,
                legacy_offset: bool = False) -> Tensor:
     """IoU (B, P, G) of every box with every GT box of its image.
 

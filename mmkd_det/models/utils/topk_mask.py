@@ -25,8 +25,11 @@ def topk_count(amount: Union[int, float], n: int) -> int:
     return min(n, int(amount))
 
 
-def topk_mask(rank: Tensor, amount: Union[int, float], scope: str,
-              level_sizes: Sequence[int], valid: Optional[Tensor] = None) -> Tensor:
+def topk_mask(rank: Tensor,
+              amount: Union[int, float],
+              scope: str,
+              level_sizes: Sequence[int],
+              valid: Optional[Tensor] = None) -> Tensor:
     """Boolean (B, Q) mask of the top ``amount`` entries of ``rank`` (B, Q).
 
     Args:
@@ -47,7 +50,7 @@ def topk_mask(rank: Tensor, amount: Union[int, float], scope: str,
     if valid is not None:
         rank = rank.masked_fill(~valid, float('-inf'))
 
-    def top(x: Tensor) -> Tensor:                          # rows independent
+    def top(x: Tensor) -> Tensor:  # rows independent
         k = topk_count(amount, x.shape[1])
         mask = torch.zeros_like(x, dtype=torch.bool)
         if k > 0:
