@@ -1,18 +1,14 @@
 """Shared fixtures: tiny real mmdet detectors built from mmdet's own configs."""
 import copy
 import os.path as osp
-import sys
 
 import pytest
 import torch
+from mmengine.registry import init_default_scope
+
+import mmkd_det  # noqa: F401
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from mmengine.registry import init_default_scope  # noqa: E402
-
-import mmkd_det  # noqa: E402,F401
 
 init_default_scope('mmkd_det')
 

@@ -48,9 +48,10 @@ def test_kept_heap_reuses_freed_pages():
     # defaults: the block is above glibc's mmap threshold, unmapped on free, and
     # every iteration faults all its pages in again
     assert min(faults_per_iteration('default')) > 0.9 * PAGES
-    # kept: a few iterations to settle (measured: at most 5), then (nearly) all of
-    # the remaining 16 reuse the freed pages
-    assert reusing(faults_per_iteration('keep')[8:], PAGES) >= 13
+    # kept: a few iterations to settle (measured: at most 5), then most of the
+    # remaining 16 reuse the freed pages (13-16 on an idle machine, 12 measured with
+    # other processes allocating beside it); the defaults reuse in none
+    assert reusing(faults_per_iteration('keep')[8:], PAGES) >= 10
 
 
 TOP_SCRIPT = '''

@@ -61,7 +61,10 @@ def _runner(tmp_path, model, hooks, epochs=3):
         default_hooks=dict(checkpoint=None, logger=None),
         custom_hooks=hooks,
         default_scope='mmkd_det',
-        log_level='WARNING')
+        log_level='WARNING',
+        # a name of its own: runners built within one second would otherwise share
+        # the timestamp-named MessageHub, and with it the scalars logged before
+        experiment_name=tmp_path.name)
 
 
 def test_schedule_and_diagnostics_hooks_in_a_runner(weights, tmp_path):
