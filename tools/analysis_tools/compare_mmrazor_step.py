@@ -11,22 +11,15 @@ synthetic pair's config and the default --teacher-ckpt are relative to it).
         --teacher-ckpt work_dirs/demo/teacher/epoch_10.pth
     python tools/analysis_tools/compare_mmrazor_step.py --pair full --iters 3 --warmup 1
 """
-import argparse
-import json
-import sys
-
 import torch
-from mmengine.config import DictAction
 
 from mmkd_det.analysis.mmrazor_step import compare_pkd_step, compare_summary
-from mmkd_det.apis import keep_freed_memory
+from mmkd_det.apis import (add_cfg_options_arg, add_distiller_options_arg, add_image_size_arg,
+                           add_json_arg, add_keep_heap_arg, apply_keep_heap, doc_parser, write_json)
 
 
 def parse_args():
-    p = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = doc_parser(__doc__)
     p.add_argument(
         '--pair',
         choices=['synthetic', 'full'],
@@ -34,13 +27,7 @@ def parse_args():
         help='synthetic: the R18-w48 RetinaNet as student and teacher; full: '
         'RetinaNet R101 -> R50 at 1333x800')
     p.add_argument('--batch', type=int, default=2, help='--pair full: images per batch')
-    p.add_argument(
-        '--size',
-        type=int,
-        nargs=2,
-        default=[800, 1333],
-        metavar=('H', 'W'),
-        help='--pair full: image size')
+    add_image_size_arg(p, '--pair full: image size')
     p.add_argument(
         '--breakdown',
         action='store_true',
@@ -53,23 +40,10 @@ def parse_args():
     p.add_argument('--iters', type=int, default=20)
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--loss-weight', type=float, default=10.0)
-    p.add_argument('--json')
-    p.add_argument(
-        '--keep-heap',
-        action='store_true',
-        help='keep freed memory in the process (mmkd_det.apis.keep_freed_memory)')
-    p.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        default={},
-        help='overrides of the RetinaNet config (e.g. the data root)')
-    p.add_argument(
-        '--distiller-options',
-        nargs='+',
-        action=DictAction,
-        default={},
-        help='extra Distiller arguments, e.g. fuse_teacher_bn=False')
+    add_json_arg(p)
+    add_keep_heap_arg(p)
+    add_cfg_options_arg(p, 'overrides of the RetinaNet config (e.g. the data root)', default={})
+    add_distiller_options_arg(p, 'fuse_teacher_bn=False')
     return p.parse_args()
 
 
@@ -77,15 +51,12 @@ def main():
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.keep_heap and not keep_freed_memory():
-        sys.exit('--keep-heap: the C library has no mallopt (not glibc).')
+    apply_keep_heap(args.keep_heap)
     res = compare_pkd_step(args.pair, args.teacher_ckpt, args.batch, args.size, args.breakdown,
                            args.iters, args.warmup, args.loss_weight, args.cfg_options,
                            args.distiller_options, args.keep_heap)
     print(compare_summary(res))
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(res, f, indent=2)
+    write_json(res, args.json)
 
 
 if __name__ == '__main__':

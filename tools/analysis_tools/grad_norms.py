@@ -9,29 +9,21 @@ weights can be compared with the task loss (mmkd_det/analysis/grad_norms.py).
         --teacher-ckpt work_dirs/demo/teacher/epoch_10.pth \\
         --checkpoint work_dirs/benchmark/SKD/seed0/epoch_5.pth --batches 3
 """
-import argparse
-import json
 import sys
 
-from mmengine.config import DictAction
-
 from mmkd_det.analysis.grad_norms import grad_norms, grad_norms_table
+from mmkd_det.apis import add_distiller_config_args, add_json_arg, doc_parser, write_json
 
 
 def parse_args():
-    p = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('config')
-    p.add_argument('--teacher-ckpt')
+    p = doc_parser(__doc__)
+    add_distiller_config_args(p)
     p.add_argument(
         '--checkpoint',
         help='a Distiller checkpoint of a run (default: the '
         'freshly initialised student)')
     p.add_argument('--batches', type=int, default=3)
-    p.add_argument('--json')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
+    add_json_arg(p)
     return p.parse_args()
 
 
@@ -43,16 +35,8 @@ def main():
     except ValueError as err:
         sys.exit(str(err))
     print(grad_norms_table(terms))
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(
-                dict(
-                    config=args.config,
-                    checkpoint=args.checkpoint,
-                    batches=args.batches,
-                    terms=terms),
-                f,
-                indent=2)
+    result = dict(config=args.config, checkpoint=args.checkpoint, batches=args.batches, terms=terms)
+    write_json(result, args.json)
 
 
 if __name__ == '__main__':

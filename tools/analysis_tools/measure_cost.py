@@ -12,30 +12,26 @@ memory <= 1.10.
     python tools/analysis_tools/measure_cost.py --preset review \\
         --teacher-ckpt work_dirs/demo/teacher/epoch_10.pth --out docs/measurements/cost_review
 """
-import argparse
-import json
 import os.path as osp
 import sys
 
 from mmkd_det.analysis.benchmark import PRESETS, RUNS, needs_teacher
 from mmkd_det.analysis.cost import measure, summary, table
+from mmkd_det.apis import add_json_arg, add_teacher_ckpt_arg, doc_parser, write_json
 
 
 def parse_args():
-    p = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = doc_parser(__doc__)
     p.add_argument('config', nargs='*', help='Distiller config(s)')
     p.add_argument(
         '--preset',
         choices=sorted(PRESETS),
         help='every Distiller run of this benchmark preset (from the repository root)')
-    p.add_argument('--teacher-ckpt')
+    add_teacher_ckpt_arg(p)
     p.add_argument('--iters', type=int, default=30)
     p.add_argument('--warmup', type=int, default=5)
     p.add_argument('--no-memory', action='store_true', help='time only')
-    p.add_argument('--json', help='one config: its result as JSON')
+    add_json_arg(p, 'one config: its result as JSON')
     p.add_argument('--out', help='stem of <out>.json and <out>.md (all configs)')
     p.add_argument(
         '--cfg-options', nargs='+', default=[], help='key=value overrides, as in tools/train.py')
@@ -67,12 +63,9 @@ def main():
             sys.exit(str(err))
         results[name] = res
         print(f'== {name} ({config})\n{summary(res)}', flush=True)
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(next(iter(results.values())) if len(results) == 1 else results, f, indent=2)
+    write_json(next(iter(results.values())) if len(results) == 1 else results, args.json)
     if args.out:
-        with open(args.out + '.json', 'w') as f:
-            json.dump(results, f, indent=2)
+        write_json(results, args.out + '.json')
         with open(args.out + '.md', 'w') as f:
             f.write(table(results) + '\n')
     if len(results) > 1:

@@ -10,19 +10,14 @@ matrices exceed ``--max-gb`` are reported but not run.
     python tools/analysis_tools/measure_skd_memory.py          # authors' strides 8/4/2/2/2
     python tools/analysis_tools/measure_skd_memory.py --json docs/measurements/skd_memory.json
 """
-import argparse
-import json
-import os
 import sys
 
 from mmkd_det.analysis.skd_memory import level_shapes, measure_settings
+from mmkd_det.apis import add_json_arg, doc_parser, write_json
 
 
 def parse_args():
-    p = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = doc_parser(__doc__)
     p.add_argument('--height', type=int, default=800)
     p.add_argument('--width', type=int, default=1333)
     p.add_argument('--batch', type=int, default=2)
@@ -34,7 +29,7 @@ def parse_args():
         type=float,
         default=8.0,
         help='skip settings whose relation matrices exceed this')
-    p.add_argument('--json', default=None)
+    add_json_arg(p)
     return p.parse_args()
 
 
@@ -48,20 +43,8 @@ def main():
                                    args.max_gb)
     except RuntimeError as err:
         sys.exit(str(err))
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, 'w') as f:
-            json.dump(
-                dict(
-                    height=args.height,
-                    width=args.width,
-                    batch=args.batch,
-                    mode=args.mode,
-                    device=args.device,
-                    levels=shapes,
-                    results=results),
-                f,
-                indent=2)
+    setting = dict(height=args.height, width=args.width, batch=args.batch, mode=args.mode)
+    write_json(dict(setting, device=args.device, levels=shapes, results=results), args.json)
 
 
 if __name__ == '__main__':

@@ -15,46 +15,27 @@ mmkd_det/analysis/throughput.py. Paths are relative to the current directory
         configs/pkd/pkd_retina_r18w48_r18w32_synthetic.py --device cpu --teacher-layouts \\
         --batch 8 --size 128 128 --iters 40
 """
-import argparse
-import json
 import sys
 
 import torch
-from mmengine.config import DictAction
 
 from mmkd_det.analysis.throughput import (full_size_step, measure_throughput, teacher_layouts,
                                           teacher_layouts_summary, throughput_summary)
-from mmkd_det.apis import keep_freed_memory
+from mmkd_det.apis import (add_distiller_options_arg, add_image_size_arg, add_json_arg,
+                           add_keep_heap_arg, apply_keep_heap, doc_parser, write_json)
 
 
 def parse_args():
-    p = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = doc_parser(__doc__)
     p.add_argument('config', nargs='?', default='configs/frs/frs_retina_r101_r50.py')
     p.add_argument('--device', default='cuda')
     p.add_argument('--batch', type=int, default=2)
-    p.add_argument(
-        '--size',
-        type=int,
-        nargs=2,
-        default=[800, 1333],
-        metavar=('H', 'W'),
-        help='image size (default 1333x800)')
+    add_image_size_arg(p)
     p.add_argument('--iters', type=int, default=20)
     p.add_argument('--warmup', type=int, default=5)
-    p.add_argument('--json')
-    p.add_argument(
-        '--distiller-options',
-        nargs='+',
-        action=DictAction,
-        default={},
-        help='extra Distiller arguments, e.g. inplace_activations=disable')
-    p.add_argument(
-        '--keep-heap',
-        action='store_true',
-        help='keep freed memory in the process (mmkd_det.apis.keep_freed_memory)')
+    add_json_arg(p)
+    add_distiller_options_arg(p, 'inplace_activations=disable')
+    add_keep_heap_arg(p)
     p.add_argument(
         '--teacher-layouts',
         action='store_true',
@@ -65,8 +46,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    if args.keep_heap and not keep_freed_memory():
-        sys.exit('--keep-heap: the C library has no mallopt (not glibc).')
+    apply_keep_heap(args.keep_heap)
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         sys.exit('--device cuda: no CUDA device visible to torch; use --device cpu.')
     try:
@@ -81,9 +61,7 @@ def main():
         res = measure_throughput(step, args.iters, args.warmup, args.config, args.device,
                                  args.distiller_options, args.keep_heap)
         print(throughput_summary(res))
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(res, f, indent=2)
+    write_json(res, args.json)
 
 
 if __name__ == '__main__':

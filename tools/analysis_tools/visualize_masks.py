@@ -10,33 +10,21 @@ and loss, ``<out>/<loss>_img<i>.png``: rows = maps, columns = FPN levels
         --teacher-ckpt work_dirs/demo/teacher/epoch_10.pth \\
         --student-ckpt work_dirs/benchmark/TID/seed0/epoch_5.pth --out docs/images/tid
 """
-import argparse
 import sys
 
-from mmengine.config import DictAction
-
 from mmkd_det.analysis.masks import save_mask_figures
+from mmkd_det.apis import add_distiller_config_args, doc_parser
 
 
 def parse_args():
-    p = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('config')
-    p.add_argument('--teacher-ckpt', help='override model.teacher_ckpt')
+    p = doc_parser(__doc__)
+    add_distiller_config_args(p)
     p.add_argument(
         '--student-ckpt',
         help='Distiller or student checkpoint of a run; '
         'default: the untrained student')
     p.add_argument('--num-images', type=int, default=4)
     p.add_argument('--out', default='work_dirs/masks')
-    p.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        default={},
-        help='key=value overrides, as in tools/train.py')
     return p.parse_args()
 
 

@@ -12,21 +12,18 @@ over). Run it from the repository root.
         --teacher-ckpt work_dirs/demo/teacher/epoch_10.pth
     python tools/misc/demo.py --summarize work_dirs/demo work_dirs/demo_seed1
 """
-import argparse
 import os.path as osp
 import sys
 import time
 
 from mmkd_det.analysis.demo import demo_table, run_demo, seeds_table, write_demo
+from mmkd_det.apis import doc_parser
 
 TRAIN = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'train.py')
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = doc_parser(__doc__)
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--data', default='data/synthetic')
