@@ -87,6 +87,8 @@ RUNS: Dict[str, RunSpec] = {
     # readings of ambiguous passages (configs/tid/README.md), one change each from the
     # literal Eq. 11 low band they were screened against
     'TID low band scaled': _syn(_TID + '_low_band_scaled.py'),
+    # the monotonic low band, one change from the default 'constant'
+    'TID low band floor': _syn(_TID + '_low_band_floor.py'),
     'TID gamma 0.025': _syn(_TID + '_low_band_scaled_gamma_0025.py'),
     'TID gamma 0.25': _syn(_TID + '_low_band_scaled_gamma_025.py'),
     'TID key indicator': _syn(_TID + '_low_band_scaled_key_indicator.py'),
@@ -175,6 +177,7 @@ PRESETS: Dict[str, List[str]] = {
         'TID', 'TID low band scaled', 'TID gamma 0.025', 'TID gamma 0.25', 'TID key indicator',
         'TID Eq9 as printed', 'TID batch top-k', 'TID Eq9 as printed + low band constant'
     ],
+    'tid_low_band': ['student', 'TID', 'TID low band floor'],
 }
 _FIELDS = RunSpec._fields
 
