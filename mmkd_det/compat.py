@@ -3,12 +3,16 @@
 Each shim replaces one upstream name, is idempotent, and names the upstream issue it works around
 and when to delete it. Imports mmengine only (no mmcv.ops / mmdet.models), so it is safe early.
 """
+import contextlib
+import contextvars
+import functools
 import importlib
 import importlib.util
 import logging
 import os
 import pickle
 import sys
+from typing import Any, Callable, Optional
 
 import torch
 from mmengine.logging import print_log
@@ -16,9 +20,11 @@ from mmengine.logging import print_log
 __all__ = [
     'apply_patches', 'patch_mmengine_external_configs', 'check_environment', 'cpu_distributed_cfg',
     'import_mmrazor_models', 'load_checkpoint_file', 'patch_mmengine_checkpoint_loading',
-    'patch_mmengine_cpu_distributed'
+    'patch_mmengine_cpu_distributed', 'CheckpointError', 'checkpoint_key', 'checkpoint_state_dict',
+    'unsafe_load_allowed', 'UNSAFE_LOAD_ENV'
 ]
-_FALLBACK_WARNED = set()  # files already reported as loaded with weights_only=False
+#: environment variable that allows a full (code-executing) unpickle of a refused checkpoint
+UNSAFE_LOAD_ENV = 'MMKD_DET_UNSAFE_LOAD'
 _MMRAZOR_MODELS = None
 
 
@@ -44,59 +50,216 @@ def _runner_checkpoint_safe_globals():
     return entries + sorted({type(np.dtype(c)) for c in '?bBhHiIlLqQefdgFDG'}, key=str)
 
 
-def _torch_load(filename, map_location=None):
-    if not hasattr(torch.serialization, 'safe_globals'):  # torch < 2.5: weights_only not default
-        return torch.load(filename, map_location=map_location)
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read safely: one message naming the config key
+    (``teacher_ckpt``, ``load_from``, ``resume``...), the file and the fix."""
+
+
+_CHECKPOINT_KEY = contextvars.ContextVar('mmkd_det_checkpoint_key', default=None)
+
+
+@contextlib.contextmanager
+def checkpoint_key(key: Optional[str]):
+    """Name the config key (``'load_from'``...) whose file is read inside the block; the loaders
+    below put it in their errors. ``None`` keeps the key already set."""
+    token = _CHECKPOINT_KEY.set(key) if key else None
     try:
-        with torch.serialization.safe_globals(_runner_checkpoint_safe_globals()):
-            return torch.load(filename, map_location=map_location, weights_only=True)
+        yield
+    finally:
+        if token is not None:
+            _CHECKPOINT_KEY.reset(token)
+
+
+def _source(filename, key: Optional[str] = None) -> str:
+    """``<key> '<file>'`` as errors name a checkpoint (``key`` default: the one set by
+    :func:`checkpoint_key`)."""
+    return f'{key or _CHECKPOINT_KEY.get() or "checkpoint"} {str(filename)!r}'
+
+
+def unsafe_load_allowed() -> bool:
+    """Whether the user opted in to full (code-executing) unpickling: ``MMKD_DET_UNSAFE_LOAD=1``."""
+    return os.environ.get(UNSAFE_LOAD_ENV, '').strip().lower() in ('1', 'true', 'yes')
+
+
+def _refused_global(err: pickle.UnpicklingError) -> Optional[str]:
+    """The global (class or function) torch's weights-only load refused, as its error words it;
+    ``None`` if it failed for another reason (corrupt pickle data)."""
+    for line in str(err).splitlines():
+        if 'GLOBAL ' in line:
+            return line.strip().split('. Please')[0].replace('WeightsUnpickler error: ', '')
+    return None
+
+
+def _error_detail(err: Exception) -> str:
+    """``<type>: <the line that says what went wrong>`` of a load error."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if 'WeightsUnpickler error:' in str(err):  # torch's long weights-only preamble: skip it
+        tail = str(err).split('WeightsUnpickler error:', 1)[1]
+        lines = [line.strip() for line in tail.splitlines() if line.strip()] or lines
+    return f'{type(err).__name__}: {lines[0].split(". ")[0]}' if lines else type(err).__name__
+
+
+def _weights_only_load(load: Callable, filename) -> Any:
+    """Run ``load(weights_only=...)`` (``torch.load`` or torch.hub's loader) on ``filename``.
+
+    ``weights_only=True`` with the allow-list above; what it refuses is loaded fully only when
+    :func:`unsafe_load_allowed`, with a warning; any other failure (empty, truncated, corrupt,
+    not a checkpoint) becomes one :class:`CheckpointError`.
+    """
+    if os.path.isfile(filename) and os.path.getsize(filename) == 0:
+        raise CheckpointError(f'{_source(filename)} is an empty file (0 bytes): an interrupted '
+                              'save or download. Save or download it again.')
+    allow_list = contextlib.nullcontext()  # torch < 2.5: weights-only with torch's own list
+    if hasattr(torch.serialization, 'safe_globals'):
+        allow_list = torch.serialization.safe_globals(_runner_checkpoint_safe_globals())
+    try:
+        with allow_list:
+            return load(weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).partition('error:')[2].strip().split('\n')[0].split('. ')[0]
-    if filename not in _FALLBACK_WARNED:
-        _FALLBACK_WARNED.add(filename)
-        print_log(
-            f'{filename} loaded with weights_only=False ({reason or "not allow-listed"}); '
-            'only load checkpoints you trust.',
-            logger='current',
-            level=logging.WARNING)
-    return torch.load(filename, map_location=map_location, weights_only=False)
+        refused = _refused_global(err)
+        if refused is None:
+            raise _unreadable(filename, err) from err
+    except OSError:  # download or file-system errors: the callers name them
+        raise
+    except Exception as err:  # noqa: BLE001 - EOFError, zip/magic-number errors... all "unreadable"
+        raise _unreadable(filename, err) from err
+    if not unsafe_load_allowed():
+        raise CheckpointError(
+            f'{_source(filename)} holds objects a weights-only load refuses ({refused}). It is '
+            'not a Runner or model-zoo checkpoint, or it holds custom Python objects; unpickling '
+            'it fully can run arbitrary code. Only if you trust the file, set '
+            f'{UNSAFE_LOAD_ENV}=1 to load it with weights_only=False.')
+    print_log(
+        f'{_source(filename)} loaded with weights_only=False ({UNSAFE_LOAD_ENV}=1; '
+        f'refused: {refused}).',
+        logger='current',
+        level=logging.WARNING)
+    try:
+        return load(weights_only=False)
+    except OSError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise _unreadable(filename, err) from err
+
+
+def _unreadable(filename, err: Exception) -> CheckpointError:
+    return CheckpointError(
+        f'{_source(filename)} is not a readable PyTorch checkpoint ({_error_detail(err)}). The '
+        'file is truncated or corrupt (an interrupted save or download) or not a checkpoint at '
+        'all; save or download it again.')
 
 
 def load_from_local(filename, map_location=None):
     """Local-file scheme with mmengine's contract (name kept for its "by local backend" log)."""
     filename = os.path.expanduser(str(filename))
     if not os.path.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    return _torch_load(filename, map_location)
+        raise FileNotFoundError(f'{_source(filename)} can not be found.')
+    return _weights_only_load(
+        functools.partial(torch.load, filename, map_location=map_location), filename)
+
+
+def load_from_http(filename, map_location=None, model_dir=None, progress=os.isatty(0)):
+    """``http(s)://`` scheme with mmengine's contract (rank 0 downloads first), read through
+    :func:`_weights_only_load` instead of torch.hub's default full unpickle."""
+    from mmengine.dist import get_dist_info
+    from mmengine.utils.dl_utils import load_url
+
+    def load(weights_only):
+        return load_url(
+            filename,
+            model_dir=model_dir,
+            map_location=map_location,
+            progress=progress,
+            weights_only=weights_only)
+
+    rank, world_size = get_dist_info()
+    if rank == 0:
+        checkpoint = _weights_only_load(load, filename)
+    if world_size > 1:
+        torch.distributed.barrier()
+        if rank > 0:
+            checkpoint = _weights_only_load(load, filename)
+    return checkpoint
 
 
 def patch_mmengine_checkpoint_loading():
-    """Make mmengine load its own runner checkpoints under torch >= 2.6 (``weights_only`` default).
+    """Load checkpoints weights-only, with an allow-list of what Runner and model-zoo checkpoints
+    hold, so mmengine's own runner checkpoints load under torch >= 2.6 and nothing else is
+    unpickled fully without the user's opt-in.
 
-    Works around open-mmlab/mmengine#1655: 0.10.7's ``load_from_local`` uses the default, so
+    Works around open-mmlab/mmengine#1655: 0.10.7's ``load_from_local`` uses torch's default, so
     ``resume=True``, ``load_from=`` and a user's own teacher checkpoint fail on ``HistoryBuffer`` /
-    numpy objects. Re-registers the ``''`` scheme: ``weights_only=True`` with the allow-list above,
-    else ``weights_only=False`` and one warning per file. ``http(s)://`` needs nothing (torch.hub's
-    ``weights_only`` defaults to False). Delete once an mmengine release has #1670 (on main).
+    numpy objects; and its ``load_from_http`` (torch.hub) unpickles downloads fully. Re-registers
+    the ``''`` and ``http(s)://`` schemes: ``weights_only=True`` with the allow-list above; a
+    refused file raises :class:`CheckpointError` unless ``MMKD_DET_UNSAFE_LOAD=1``. Delete the
+    local scheme once an mmengine release has #1670 (on main); keep the http one.
     """
     from mmengine.runner.checkpoint import CheckpointLoader
     if CheckpointLoader._schemes.get('') is not load_from_local:
         CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
+    if CheckpointLoader._schemes.get('http://') is not load_from_http:
+        CheckpointLoader.register_scheme(
+            prefixes=('http://', 'https://'), loader=load_from_http, force=True)
 
 
-def load_checkpoint_file(path, map_location='cpu'):
-    """Read a checkpoint dict (teacher weights, student export) with the logic above; ``path`` is
-    a local file or any mmengine scheme (``http://``...), ``map_location`` as in torch.load."""
+def load_checkpoint_file(path, map_location='cpu', key: Optional[str] = None) -> dict:
+    """Read a checkpoint dict (teacher weights, student export) safely.
+
+    Args:
+        path (str): a local file or any mmengine scheme (``http://``...).
+        map_location: as in ``torch.load``.
+        key (str, optional): the config key or option that named ``path`` (``'teacher_ckpt'``),
+            for the errors.
+
+    Returns:
+        dict: the checkpoint.
+
+    Raises:
+        FileNotFoundError: no such local file.
+        CheckpointError: the file is empty, truncated, corrupt, refused by the weights-only load
+            (see :func:`patch_mmengine_checkpoint_loading`) or not a dict.
+    """
     path = str(path)
-    if '://' in path:
-        from mmengine.runner.checkpoint import CheckpointLoader
-        patch_mmengine_checkpoint_loading()
-        ckpt = CheckpointLoader.load_checkpoint(path, map_location=map_location)
-    else:
-        ckpt = load_from_local(path, map_location)
-    if not isinstance(ckpt, dict):
-        raise TypeError(f'{path} holds a {type(ckpt).__name__}, not a checkpoint dict')
+    with checkpoint_key(key):
+        if '://' in path:
+            from mmengine.runner.checkpoint import CheckpointLoader
+            patch_mmengine_checkpoint_loading()
+            ckpt = CheckpointLoader.load_checkpoint(path, map_location=map_location)
+        else:
+            ckpt = load_from_local(path, map_location)
+        if not isinstance(ckpt, dict):
+            raise CheckpointError(f'{_source(path)} holds a {type(ckpt).__name__}, not a '
+                                  'checkpoint dict.')
     return ckpt
+
+
+def checkpoint_state_dict(checkpoint: dict, path, key: Optional[str] = None) -> dict:
+    """The weights of ``checkpoint``: its ``state_dict``, or the checkpoint itself when it is a
+    bare state dict (name -> tensor), as some published checkpoints are.
+
+    Args:
+        checkpoint (dict): a loaded checkpoint.
+        path (str): where it was read from, for the error.
+        key (str, optional): the config key that named ``path``, for the error.
+
+    Returns:
+        dict: the state dict.
+
+    Raises:
+        CheckpointError: neither (e.g. a file of results or of optimizer state alone);
+            the message names ``key``, ``path`` and the top-level keys found.
+    """
+    state = checkpoint.get('state_dict', checkpoint)
+    values = state.values() if isinstance(state, dict) else ()
+    tensors = [isinstance(v, torch.Tensor) for v in values]
+    # under `state_dict` some tensors suffice; a bare dict must be all tensors to be weights
+    if any(tensors) and ('state_dict' in checkpoint or all(tensors)):
+        return state
+    raise CheckpointError(
+        f'{_source(path, key)} holds no state dict: its top level has keys '
+        f'{sorted(map(str, checkpoint))[:8]}, not `state_dict` or parameter tensors. Point '
+        'it to a checkpoint written by training (work_dirs/<run>/epoch_N.pth) or a '
+        'model-zoo .pth file.')
 
 
 def import_mmrazor_models():

@@ -66,7 +66,7 @@ class RecordHook(Hook):
 
 
 class Opaque:
-    """A custom class: never allow-listed, so loading it needs the weights_only=False fallback."""
+    """A custom class: never allow-listed, so loading it needs the MMKD_DET_UNSAFE_LOAD opt-in."""
 
 
 def runner_cfg(work_dir, max_iters=2, **kwargs):
@@ -119,7 +119,7 @@ def test_patched_loader_uses_weights_only_allow_list(runner_ckpt, monkeypatch):
     ckpt = _load_checkpoint(str(runner_ckpt), map_location='cpu')
     assert ckpt['meta']['iter'] == 2
     assert isinstance(ckpt['message_hub']['log_scalars']['train/loss'], HistoryBuffer)
-    assert logs == []  # no weights_only=False fallback for a runner checkpoint
+    assert logs == []  # no opt-in, no warning: a runner checkpoint is allow-listed
     assert set(compat.load_checkpoint_file(runner_ckpt)) >= {'state_dict', 'optimizer', 'meta'}
     with pytest.raises(pickle.UnpicklingError):  # the getattr stand-in stays narrow
         compat._history_buffer_getattr(HistoryBuffer, '__init__')
@@ -159,18 +159,103 @@ def test_runner_resume_and_load_from(runner_ckpt, tmp_path):
     assert hook.iters == [0] and torch.equal(hook.start_weight, saved)
 
 
-def test_untrusted_content_falls_back_with_one_warning(tmp_path, monkeypatch):
+def test_custom_object_refused_unless_opted_in(tmp_path, monkeypatch):
     path = tmp_path / 'custom.pth'
     torch.save(dict(state_dict=dict(w=torch.ones(2)), extra=Opaque()), path)
     logs = []
     monkeypatch.setattr(compat, 'print_log', lambda *a, **k: logs.append(a[0]))
+    monkeypatch.delenv(compat.UNSAFE_LOAD_ENV, raising=False)
+    with pytest.raises(compat.CheckpointError) as err:
+        compat.load_checkpoint_file(path, key='teacher_ckpt')
+    msg = str(err.value)
+    assert msg.startswith(f'teacher_ckpt {str(path)!r} holds objects a weights-only load refuses')
+    assert 'test_compat.Opaque' in msg and 'MMKD_DET_UNSAFE_LOAD=1' in msg and logs == []
+    monkeypatch.setenv(compat.UNSAFE_LOAD_ENV, '1')
     ckpt = compat.load_checkpoint_file(path)
     assert isinstance(ckpt['extra'], Opaque) and torch.equal(ckpt['state_dict']['w'], torch.ones(2))
-    compat.load_checkpoint_file(path)
     assert len(logs) == 1 and str(path) in logs[0] and 'weights_only=False' in logs[0]
+
+
+class WritesMarker:
+    """Unpickling this runs ``open(path, 'w')``: stands for any code a pickle can execute."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, 'w'))
+
+
+@pytest.mark.parametrize('scheme', ['local', 'http'])
+def test_code_executing_pickle_is_refused(scheme, tmp_path, monkeypatch):
+    from mmengine.runner.checkpoint import CheckpointLoader
+    marker = tmp_path / 'marker'
+    path = tmp_path / 'evil.pth'
+    torch.save(dict(state_dict=dict(w=torch.ones(2)), meta=WritesMarker(marker)), path)
+    monkeypatch.delenv(compat.UNSAFE_LOAD_ENV, raising=False)
+    compat.apply_patches()
+    if scheme == 'http':  # torch.hub's cache stands for the download (no network needed)
+        monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+        cache = tmp_path / 'hub' / 'checkpoints'
+        cache.mkdir(parents=True)
+        shutil.copy(path, cache / 'evil.pth')
+        name = 'https://example.invalid/zoo/evil.pth'
+    else:
+        name = str(path)
+    with pytest.raises(compat.CheckpointError, match='io.open.*MMKD_DET_UNSAFE_LOAD=1'):
+        CheckpointLoader.load_checkpoint(name, map_location='cpu')  # as load_from / resume do
+    assert not marker.exists()
+    monkeypatch.setenv(compat.UNSAFE_LOAD_ENV, '1')
+    assert torch.equal(compat.load_checkpoint_file(name)['state_dict']['w'], torch.ones(2))
+    assert marker.exists()  # the opt-in really unpickles fully
+    marker.unlink()
+
+
+def _bad_files(tmp_path, good):
+    data = good.read_bytes()
+    flipped = bytearray(data)
+    for i in range(200, 600):
+        flipped[i] ^= 0x5A
+    files = dict(empty=b'', truncated=data[:len(data) // 2], corrupt=bytes(flipped),
+                 text=b'{"images": []}\n', raw_pickle=pickle.dumps(dict(a=1)))
+    for name, content in files.items():
+        (tmp_path / f'{name}.pth').write_bytes(content)
     torch.save([1, 2], tmp_path / 'list.pth')
-    with pytest.raises(TypeError):
-        compat.load_checkpoint_file(tmp_path / 'list.pth')
+    return [*files, 'list']
+
+
+@pytest.mark.parametrize('opt_in', [False, True])
+def test_unreadable_files_give_one_error_naming_key_and_path(runner_ckpt, tmp_path, monkeypatch,
+                                                             opt_in):
+    if opt_in:
+        monkeypatch.setenv(compat.UNSAFE_LOAD_ENV, '1')
+    else:
+        monkeypatch.delenv(compat.UNSAFE_LOAD_ENV, raising=False)
+    expected = dict(empty='is an empty file', truncated='is not a readable PyTorch checkpoint',
+                    corrupt='is not a readable PyTorch checkpoint',
+                    text='is not a readable PyTorch checkpoint',
+                    raw_pickle='is not a readable PyTorch checkpoint',
+                    list='holds a list, not a checkpoint dict')
+    names = _bad_files(tmp_path, runner_ckpt)
+    assert sorted(names) == sorted(expected)
+    for name in names:
+        path = str(tmp_path / f'{name}.pth')
+        for key in ('teacher_ckpt', 'load_from', 'resume'):
+            with pytest.raises(compat.CheckpointError) as err:
+                compat.load_checkpoint_file(path, key=key)
+            assert str(err.value).startswith(f'{key} {path!r} {expected[name]}'), str(err.value)
+    with pytest.raises(FileNotFoundError, match="resume '/nope.pth' can not be found"):
+        compat.load_checkpoint_file('/nope.pth', key='resume')
+
+
+def test_checkpoint_state_dict(tmp_path):
+    weights = dict(w=torch.ones(2))
+    assert compat.checkpoint_state_dict(dict(state_dict=weights, meta={}), 'a.pth') is weights
+    assert compat.checkpoint_state_dict(weights, 'a.pth') is weights  # a bare state dict
+    for bad in (dict(meta=dict(epoch=1)), dict(state_dict={}), dict(state_dict=dict(w=[1.0]))):
+        with pytest.raises(compat.CheckpointError,
+                           match=r"^load_from 'a.pth' holds no state dict: its top level has"):
+            compat.checkpoint_state_dict(bad, 'a.pth', key='load_from')
 
 
 def test_mmengine_http_loader_from_local_cache(runner_ckpt, tmp_path):

@@ -5,8 +5,9 @@ import torch
 from mmengine.runner import Runner
 
 import mmkd_det  # noqa: F401  (compat patches, registries)
-from mmkd_det.apis import (PreflightError, add_keep_heap_arg, apply_keep_heap, check_config,
-                           load_config, parse_runner_args, runner_parser)
+from mmkd_det.apis import (PreflightError, add_checkpoint_checks, add_keep_heap_arg,
+                           apply_keep_heap, check_config, is_main_process_env, load_config,
+                           parse_runner_args, run_dataset_check, runner_parser)
 
 
 def parse_args():
@@ -20,6 +21,11 @@ def parse_args():
         type=str,
         const='auto',
         help='resume from the given checkpoint, or the latest one')
+    parser.add_argument(
+        '--skip-dataset-check',
+        action='store_true',
+        help='do not read the annotation files before training (the cheap dataset check; '
+        'tools/misc/check_dataset.py runs the full one)')
     add_keep_heap_arg(parser)
     return parse_runner_args(parser)
 
@@ -29,6 +35,9 @@ def main():
     apply_keep_heap(args.keep_heap, on_missing='warn')
     cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir)
     if args.amp:
+        if not torch.cuda.is_available():
+            sys.exit('[mmkd_det] --amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper runs on '
+                     'gpu, npu, mlu or musa only); drop --amp to train in fp32 on this machine.')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.auto_scale_lr:
@@ -43,9 +52,14 @@ def main():
         cfg.load_from = args.resume
     try:
         check_config(cfg)
+        if not args.skip_dataset_check:
+            run_dataset_check(cfg, full=False, verbose=is_main_process_env())
     except PreflightError as err:
         sys.exit(f'[mmkd_det] {err}')
     runner = Runner.from_cfg(cfg)
+    # load_from / resume: refuse a checkpoint of another kind or architecture; load_from may
+    # fine-tune to other shapes (e.g. num_classes), resume never
+    add_checkpoint_checks(runner, allow_shape_mismatch=True)
     runner.train()
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         # an orderly shutdown: without it a gloo worker can abort at exit

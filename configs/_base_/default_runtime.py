@@ -5,6 +5,8 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1),
+    # stop on a NaN/inf loss or weights before a checkpoint is written from them
+    nonfinite_guard=dict(type='NonFiniteGuardHook'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='DetVisualizationHook'))
 env_cfg = dict(

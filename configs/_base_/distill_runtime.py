@@ -7,4 +7,8 @@ custom_hooks = [
     dict(type='DistillationScheduleHook'),
     # log distill_ratio (distillation / task loss); warn once if off by > 100x
     dict(type='DistillDiagnosticsHook'),
+    # stop on a NaN/inf task or distillation loss, or on non-finite weights, before
+    # a checkpoint is written from them (also in default_runtime's default_hooks,
+    # for the plain detectors: only the first one registered acts)
+    dict(type='NonFiniteGuardHook'),
 ]

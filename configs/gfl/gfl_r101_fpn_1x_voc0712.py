@@ -3,6 +3,8 @@
 # Train it first: python tools/train.py configs/gfl/gfl_r101_fpn_1x_voc0712.py
 _base_ = 'mmdet::pascal_voc/retinanet_r50_fpn_1x_voc0712.py'
 default_scope = 'mmkd_det'
+# stop on a NaN/inf loss or weights before a checkpoint is written from them
+default_hooks = dict(nonfinite_guard=dict(type='NonFiniteGuardHook'))
 model = dict(
     _delete_=True,
     type='GFL',

@@ -3,3 +3,5 @@
 # voc_retina` can run it next to the distilled student.
 _base_ = 'mmdet::pascal_voc/retinanet_r50_fpn_1x_voc0712.py'
 default_scope = 'mmkd_det'
+# stop on a NaN/inf loss or weights before a checkpoint is written from them
+default_hooks = dict(nonfinite_guard=dict(type='NonFiniteGuardHook'))

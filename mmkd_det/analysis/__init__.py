@@ -13,6 +13,7 @@ Modules (imported on demand; none is loaded by ``import mmkd_det``):
 * :mod:`.grad_norms`: gradient norm of each loss term on the student;
 * :mod:`.masks`: heatmaps of the distillation masks over images;
 * :mod:`.skd_memory`: memory of structured KD's non-local relation matrices;
+* :mod:`.soak`: resident memory over a long distillation training (memory soak);
 * :mod:`.benchmark`: run matrices (built-in presets or a user's file), the
   resumable runner and the result tables and plots;
 * :mod:`.demo`: the end-to-end synthetic demo (README command 1).

@@ -1,4 +1,8 @@
-"""Checks run by tools/train.py before anything is built: fail fast and clearly."""
+"""Checks run by tools/train.py before anything is built: fail fast and clearly.
+
+:func:`check_config` checks that the files a config names exist; the dataset check
+(:mod:`.dataset_check`) then reads them.
+"""
 import os.path as osp
 from typing import Iterator, List
 
@@ -7,35 +11,56 @@ class PreflightError(RuntimeError):
     """A config points at data or weights that are not there."""
 
 
-def _datasets(cfg) -> Iterator[dict]:
+def iter_datasets(cfg) -> Iterator[dict]:
+    """The leaf dataset configs of ``cfg``, dataset wrappers (``dataset=`` /
+    ``datasets=``, e.g. ``RepeatDataset``, ``ConcatDataset``) unrolled."""
     if cfg is None:
         return
     if 'dataset' in cfg:
-        yield from _datasets(cfg['dataset'])
+        yield from iter_datasets(cfg['dataset'])
     elif 'datasets' in cfg:
         for d in cfg['datasets']:
-            yield from _datasets(d)
+            yield from iter_datasets(d)
     else:
         yield cfg
 
 
-def _join(root: str, path: str) -> str:
-    return path if not root or osp.isabs(path) else osp.join(root, path)
+def join_root(root: str, path: str) -> str:
+    """``path`` under ``root`` unless absent or absolute (mmengine's rule for a
+    dataset's ``ann_file`` and ``data_prefix`` under its ``data_root``)."""
+    return path if not root or not path or osp.isabs(path) else osp.join(root, path)
+
+
+def annotated_evaluators(cfg, split: str) -> List[dict]:
+    """The ``{split}_evaluator`` configs (``split``: ``'val'`` / ``'test'``) that
+    name an ``ann_file`` (e.g. ``CocoMetric``); one, a list or ``metrics=[...]``."""
+    evaluators = cfg.get(f'{split}_evaluator')
+    if isinstance(evaluators, dict):
+        evaluators = evaluators.get('metrics', evaluators)
+    if isinstance(evaluators, dict):
+        evaluators = [evaluators]
+    return [ev for ev in evaluators or () if isinstance(ev, dict) and ev.get('ann_file')]
 
 
 def missing_data(cfg) -> List[str]:
-    """Paths named by the train/val/test datasets that do not exist."""
+    """Paths named by the train/val/test datasets and the val/test evaluators that
+    do not exist."""
     missing = []
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(key)
         if not loader:
             continue
-        for ds in _datasets(loader.get('dataset')):
+        for ds in iter_datasets(loader.get('dataset')):
             root = ds.get('data_root', '') or ''
             paths = [root] if root else []
             if ds.get('ann_file'):
-                paths.append(_join(root, ds['ann_file']))
+                paths.append(join_root(root, ds['ann_file']))
             missing += [p for p in paths if p and not osp.exists(p) and p not in missing]
+    for split in ('val', 'test'):
+        missing += [
+            ev['ann_file'] for ev in annotated_evaluators(cfg, split)
+            if not osp.exists(ev['ann_file']) and ev['ann_file'] not in missing
+        ]
     return missing
 
 
@@ -50,7 +75,13 @@ def check_config(cfg) -> None:
             'data with `python tools/misc/gen_synthetic.py`.')
     model = cfg.get('model', {})
     ckpt = model.get('teacher_ckpt') if model.get('type') == 'Distiller' else None
-    if ckpt and '://' not in ckpt and not osp.isfile(ckpt):
-        raise PreflightError(
-            f'teacher_ckpt {ckpt!r} does not exist. Train the teacher first or set '
-            f'model.teacher_ckpt (a local file or a model-zoo URL).')
+    if ckpt:
+        from mmkd_det.models.distillers.model_config import resolve_checkpoint_path
+        try:
+            resolve_checkpoint_path(
+                ckpt,
+                'teacher_ckpt',
+                hint='Train the teacher first (python tools/train.py '
+                '<teacher config>) or set model.teacher_ckpt (a local file or a model-zoo URL).')
+        except FileNotFoundError as err:
+            raise PreflightError(str(err)) from None

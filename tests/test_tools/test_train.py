@@ -183,3 +183,19 @@ def test_dist_train_and_dist_test_two_cpu_processes(data_root, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = proc.stdout + proc.stderr
     assert 'Distributed training: True' in log and 'coco/bbox_mAP:' in log
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the error is for machines without CUDA')
+def test_amp_without_cuda_stops_with_the_fix(tmp_path):
+    proc = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools/train.py'),
+        osp.join(ROOT, 'configs/retinanet/retinanet_r18w32_synthetic.py'), '--amp', '--work-dir',
+        str(tmp_path)
+    ],
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+    assert proc.returncode != 0
+    assert '--amp needs a CUDA GPU' in proc.stderr and 'drop --amp' in proc.stderr
+    assert 'Traceback' not in proc.stderr

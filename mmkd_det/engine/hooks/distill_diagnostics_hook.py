@@ -6,7 +6,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
 from mmkd_det.registry import HOOKS
-from .utils import unwrap_model
+from .utils import logged_values, unwrap_model
 
 
 def loss_totals(values: Mapping[str, float]) -> Tuple[float, float]:
@@ -54,13 +54,7 @@ class DistillDiagnosticsHook(Hook):
         if scale == 0.0:  # distillation stopped: nothing to compare
             return
         hub = runner.message_hub
-        # RuntimeInfoHook (VERY_HIGH) has already copied the values to the host
-        values = {
-            k: (hub.get_scalar(f'train/{k}').current()
-                if f'train/{k}' in hub.log_scalars else float(v.detach()))
-            for k, v in outputs.items()
-        }
-        distill, task = loss_totals(values)
+        distill, task = loss_totals(logged_values(runner, outputs))
         ratio = distill / max(task, 1e-12)
         hub.update_scalar('train/distill_ratio', ratio)
         off = ratio > self.ratio_limit or 0 < ratio < 1 / self.ratio_limit

@@ -7,7 +7,7 @@ from mmengine.model import BaseModel
 from mmengine.registry import DefaultScope
 from torch import nn
 
-from mmkd_det.registry import MODELS
+from mmkd_det.registry import MODELS, build_checked, check_kwargs, type_suggestions
 from ..recorders import ModuleOutputsRecorder, disable_inplace
 from .data_preprocessor import DistillDataPreprocessor, same_preprocessing
 from .records import (INPLACE_MODES, bind_loss_inputs, heads_to_run, probe_records,
@@ -84,6 +84,10 @@ class Distiller(BaseModel):
             ``'keep'``: never; a record changed in place is an error. In every
             mode a record changed in place after capture is refused when a loss
             reads it (:class:`RecordError`), never used silently.
+
+    A misspelled keyword (``warmup_iter=``), loss key (``loss_weigth=``) or
+    ``type`` anywhere in the detectors or losses raises an error naming the
+    closest valid names (:mod:`mmkd_det.registry` suggestion helpers).
     """
 
     def __init__(self,
@@ -101,9 +105,15 @@ class Distiller(BaseModel):
                  teacher_channels_last: Optional[bool] = None,
                  inplace_activations: str = 'auto',
                  data_preprocessor=None,
-                 init_cfg=None):
-        student_model = build_detector(student, 'student')
-        teacher_model = build_detector(teacher, 'teacher')
+                 init_cfg=None,
+                 **unknown):
+        if unknown:
+            # a misspelled key: name it and the closest valid ones, not a bare TypeError
+            check_kwargs(type(self), unknown, 'model (Distiller)')
+        with type_suggestions('student'):
+            student_model = build_detector(student, 'student')
+        with type_suggestions('teacher'):
+            teacher_model = build_detector(teacher, 'teacher')
         t_pp = None if same_preprocessing(teacher_model.data_preprocessor,
                                           student_model.data_preprocessor) \
             else teacher_model.data_preprocessor
@@ -145,7 +155,7 @@ class Distiller(BaseModel):
                 if 'loss' not in name:
                     raise KeyError(f'Distillation loss name {name!r} must contain "loss" '
                                    f'(mmengine only back-propagates keys containing it).')
-                self.distill_losses[name] = MODELS.build(cfg)
+                self.distill_losses[name] = build_checked(MODELS, cfg, f'distill_losses[{name!r}]')
                 self.loss_bindings[name] = bind_loss_inputs(name, self.distill_losses[name],
                                                             self.record_specs)
         self._setup_losses(probe_size)

@@ -1,7 +1,9 @@
-"""Find and load the detector configs a Distiller's ``teacher`` / ``student`` name.
+"""Find the files a Distiller names: its detector configs and its teacher's weights.
 
-A config path (``cfg_path``) is resolved by one rule, the same in a source
-checkout, an editable install and a wheel installed anywhere:
+Relative paths follow one rule: **the current directory first, then the
+installed mmkd_det's own tree**. In detail, a config path (``cfg_path``) is
+resolved the same way in a source checkout, an editable install and a wheel
+installed anywhere:
 
 1. ``mmkd_det::<folder>/<file>.py``: a config shipped with mmkd_det, i.e.
    ``<folder>/<file>.py`` under :func:`shipped_configs_dir` (for example
@@ -11,6 +13,14 @@ checkout, an editable install and a wheel installed anywhere:
 2. An absolute path is used as it is.
 3. A relative path is looked up in the current directory first, then under
    :func:`shipped_configs_dir`.
+
+A checkpoint path (``teacher_ckpt``) is resolved by the same rule
+(:func:`resolve_checkpoint_path`): a URL (``https://...``) or other
+``<scheme>://`` name and an absolute path are used as they are; a relative path
+is looked up in the current directory first, then under
+:func:`project_root` (the directory holding the shipped ``configs/``: the
+checkout, in a source install), so ``work_dirs/<run>/epoch_12.pth`` written by
+a run started in the checkout is found from any directory.
 
 A path found nowhere raises :class:`FileNotFoundError` listing every location
 tried.
@@ -36,14 +46,64 @@ def shipped_configs_dir() -> str:
     return osp.join(osp.dirname(osp.abspath(mmkd_det.__file__)), '.mim', 'configs')
 
 
+def project_root() -> str:
+    """The directory holding the shipped ``configs/`` (links resolved): the
+    source checkout in a source or editable install."""
+    return osp.dirname(osp.realpath(shipped_configs_dir()))
+
+
+def _relative_candidates(path: str, base: str) -> List[str]:
+    """``path`` made absolute: itself if absolute, else under the current
+    directory, then under ``base``."""
+    path = osp.expanduser(path)
+    if osp.isabs(path):
+        return [path]
+    return [osp.abspath(path), osp.join(base, path)]
+
+
+def _tried(candidates: List[str]) -> str:
+    return ''.join(f'\n  - {c}' for c in candidates)
+
+
+def checkpoint_candidates(path: str) -> List[str]:
+    """The files :func:`resolve_checkpoint_path` tries for ``path``, in order."""
+    return _relative_candidates(path, project_root())
+
+
+def resolve_checkpoint_path(path: str, key: str = 'teacher_ckpt', hint: str = '') -> str:
+    """The checkpoint ``path`` names, by the module's rule (see above).
+
+    Args:
+        path (str): a URL / ``<scheme>://`` name (returned as it is), an
+            absolute path, or a path relative to the current directory or
+            :func:`project_root`.
+        key (str): the config key that holds ``path``, for the error.
+        hint (str): what to do when it is missing (e.g. "train the teacher
+            first"), appended to the error.
+
+    Returns:
+        str: ``path`` if it is a URL, else an existing file.
+
+    Raises:
+        FileNotFoundError: no candidate exists; the message lists them all.
+    """
+    if '://' in path:
+        return path
+    candidates = checkpoint_candidates(path)
+    for candidate in candidates:
+        if osp.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f'{key} {path!r} not found. Tried:{_tried(candidates)}\nRelative paths are looked up '
+        f'in the current directory ({os.getcwd()}), then under the mmkd_det project root '
+        f'({project_root()}).{" " + hint if hint else ""}')
+
+
 def config_candidates(path: str) -> List[str]:
     """The files :func:`resolve_config_path` tries for ``path``, in order."""
     if path.startswith(SHIPPED_PREFIX):
         return [osp.join(shipped_configs_dir(), path[len(SHIPPED_PREFIX):])]
-    path = osp.expanduser(path)
-    if osp.isabs(path):
-        return [path]
-    return [osp.abspath(path), osp.join(shipped_configs_dir(), path)]
+    return _relative_candidates(path, shipped_configs_dir())
 
 
 def resolve_config_path(path: str) -> str:
@@ -63,10 +123,9 @@ def resolve_config_path(path: str) -> str:
     for candidate in candidates:
         if osp.isfile(candidate):
             return candidate
-    tried = ''.join(f'\n  - {c}' for c in candidates)
     raise FileNotFoundError(
-        f'Config {path!r} not found. Tried:{tried}\nRelative paths are looked up in the '
-        f'current directory ({os.getcwd()}), then in the configs shipped with mmkd_det; '
+        f'Config {path!r} not found. Tried:{_tried(candidates)}\nRelative paths are looked up '
+        f'in the current directory ({os.getcwd()}), then in the configs shipped with mmkd_det; '
         f'name a shipped config as {SHIPPED_PREFIX}<folder>/<file>.py (e.g. '
         f'{SHIPPED_PREFIX}retinanet/retinanet_r18w48_synthetic.py).')
 

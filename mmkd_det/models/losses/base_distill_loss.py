@@ -1,5 +1,7 @@
-"""Base class of every distillation loss: input binding, adapters, shape checks."""
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+"""Base class of every distillation loss: input binding, adapters, shape checks,
+fp32 computation under mixed precision."""
+from contextlib import ExitStack
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -8,6 +10,62 @@ from mmengine.model import BaseModule
 from ..connectors import LevelAdapters
 
 Shapes = Dict[str, List[torch.Size]]
+
+#: dtypes that autocast (``--amp``: fp16 on GPU; bf16 on CPU) gives the records
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def to_float32(value: Any) -> Any:
+    """``value`` with every fp16 / bf16 tensor cast to float32 (differentiably),
+    also inside lists, tuples and dicts; anything else is returned as it is.
+
+    Args:
+        value: a tensor, a (nested) list / tuple / dict of them, or any object.
+
+    Returns:
+        the same structure, its low-precision tensors in float32.
+    """
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.dtype in LOW_PRECISION else value
+    if isinstance(value, dict):
+        return type(value)((k, to_float32(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        items = [to_float32(v) for v in value]
+        if hasattr(value, '_fields'):  # a namedtuple
+            return type(value)(*items)
+        return type(value)(items)
+    return value
+
+
+def autocast_disabled(*values: Any) -> ExitStack:
+    """A context that switches autocast off for the CPU and for the devices of
+    the tensors in ``values`` (nested as in :func:`to_float32`) wherever it is on.
+
+    Args:
+        *values: the arguments of a call.
+
+    Returns:
+        ExitStack: enter it (``with``) around the computation.
+    """
+    devices = {'cpu'}
+    pending = list(values)
+    while pending:
+        value = pending.pop()
+        if isinstance(value, torch.Tensor):
+            devices.add(value.device.type)
+        elif isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            pending.extend(value)
+    stack = ExitStack()
+    for device in sorted(devices):
+        try:
+            enabled = torch.is_autocast_enabled(device)
+        except (RuntimeError, ValueError):  # a device type autocast does not know
+            continue
+        if enabled:
+            stack.enter_context(torch.autocast(device_type=device, enabled=False))
+    return stack
 
 
 class BaseDistillLoss(BaseModule):
@@ -34,6 +92,16 @@ class BaseDistillLoss(BaseModule):
             Defaults to the class's ``default_adapter``.
         resize_student (bool): bilinearly resize student features to the
             teacher's H, W when they differ; otherwise that is an error.
+
+    Mixed precision: when the detectors run under autocast (``--amp``: fp16 on
+    GPU; bf16 on CPU), their records are fp16 / bf16. A loss called as a module
+    (``loss(...)``, as the Distiller does) computes with autocast switched off
+    and its fp16 / bf16 tensor arguments cast to float32 (:func:`to_float32`),
+    adapters included: softmax / log-softmax with a temperature, BCE,
+    variances, normalisers and sums over whole feature maps keep fp32
+    precision and range, and the loss is a float32 tensor. The gradients flow
+    back to the records in their own dtype. The cost is a float32 copy of the
+    records each step.
     """
 
     default_inputs: Dict[str, str] = {}
@@ -58,6 +126,11 @@ class BaseDistillLoss(BaseModule):
         self.resize_student = resize_student
         self.adapters = torch.nn.ModuleDict()
         self._needs_resize: Dict[str, bool] = {}
+
+    def __call__(self, *args, **kwargs):
+        """Run the module in float32 with autocast off (see the class docstring)."""
+        with autocast_disabled(args, kwargs):
+            return super().__call__(*to_float32(args), **to_float32(kwargs))
 
     # ------------------------------------------------------------------ build
     def setup(self, shapes: Shapes, name: str = '') -> None:

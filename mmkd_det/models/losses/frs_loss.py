@@ -135,9 +135,10 @@ class FRSHeadLoss(_FRSBase):
       and its gradient to ``s`` is exactly 0, where ``'logits'`` gives
       ``softplus(s) - sigmoid(t) s`` (about ``s (1 - sigmoid(t))``) and the
       gradient ``1 - sigmoid(t)``. "The same value" therefore holds only
-      before saturation; the gradients part there too. PyTorch refuses BCE
-      on probabilities under CUDA autocast (mixed precision): use
-      ``'logits'`` there.
+      before saturation; the gradients part there too. (PyTorch refuses BCE
+      on probabilities under CUDA autocast; called as a module, as the
+      Distiller does, the loss computes in fp32 with autocast off, see
+      :class:`BaseDistillLoss`, so both work under ``--amp``.)
 
     Args:
         normalize (str): ``'batch'`` (default) or ``'image'``, see :func:`_normalise`.

@@ -3,24 +3,16 @@
 Shape shorthand used across mmkd_det: ``N`` images, ``C`` channels, ``H, W`` one
 FPN level, ``L`` FPN levels.
 """
-import difflib
-from typing import Dict, List, Sequence
+from typing import Dict, List
 
 import torch
 from torch import nn
 
+from mmkd_det.registry import suggestion
+
 
 class RecordError(RuntimeError):
     """Raised when a record is requested that was not (or wrongly) captured."""
-
-
-def _suggest(name: str, candidates: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=5, cutoff=0.5)
-    if not close:
-        # fall back to prefix matches (e.g. 'bbox_head.cls' -> 'bbox_head.*')
-        head = name.split('.')[0]
-        close = [c for c in candidates if c.split('.')[0] == head][:5]
-    return ', '.join(repr(c) for c in close) if close else 'none'
 
 
 def find_module(model: nn.Module, path: str, model_name: str = 'model') -> nn.Module:
@@ -32,7 +24,7 @@ def find_module(model: nn.Module, path: str, model_name: str = 'model') -> nn.Mo
             path = path[len(prefix):]
     if path not in modules:
         raise KeyError(f'Unknown recorded module {path!r} in the {model_name}. '
-                       f'Close names: {_suggest(path, [n for n in modules if n])}. '
+                       f'Close names: {suggestion(path, [n for n in modules if n])}. '
                        f'Fix the `source` of this recorder in the config '
                        f'(print the {model_name} to list its module names).')
     return modules[path]

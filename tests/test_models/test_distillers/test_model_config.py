@@ -5,7 +5,9 @@ import os.path as osp
 import pytest
 import torch
 
-from mmkd_det.models.distillers import load_model_cfg, resolve_config_path, shipped_configs_dir
+from mmkd_det.models.distillers import (load_model_cfg, model_config, resolve_config_path,
+                                        shipped_configs_dir)
+from mmkd_det.models.distillers.model_config import project_root, resolve_checkpoint_path
 from mmkd_det.registry import MODELS
 from tests.conftest import frs_distiller_cfg, save_weights
 
@@ -78,3 +80,37 @@ def test_distiller_builds_from_shipped_paths_outside_the_checkout(tmp_path, monk
     assert d.teacher.backbone.conv1.weight.shape == saved['backbone.conv1.weight'].shape
     assert d.student.backbone.conv1.weight.shape[0] == 32
     assert os.getcwd() == str(tmp_path)
+
+
+# ------------------------------------------------------------- checkpoints: the same rule
+def test_project_root_is_the_checkout():
+    assert project_root() == osp.realpath(ROOT)
+
+
+def test_relative_checkpoint_current_directory_first_then_project_root(tmp_path, monkeypatch):
+    root, cwd = tmp_path / 'root', tmp_path / 'cwd'
+    (root / 'work_dirs' / 'run').mkdir(parents=True)
+    (cwd / 'work_dirs' / 'run').mkdir(parents=True)
+    monkeypatch.setattr(model_config, 'project_root', lambda: str(root))
+    monkeypatch.chdir(cwd)
+    rel = 'work_dirs/run/epoch_1.pth'
+    (root / rel).write_bytes(b'x')
+    assert resolve_checkpoint_path(rel) == str(root / rel)
+    (cwd / rel).write_bytes(b'x')
+    assert resolve_checkpoint_path(rel) == str(cwd / rel)
+    assert resolve_checkpoint_path(str(root / rel)) == str(root / rel)  # absolute: as is
+    url = 'https://download.openmmlab.com/x.pth'
+    assert resolve_checkpoint_path(url) == url  # URLs: as they are, not looked up
+
+
+def test_checkpoint_not_found_lists_every_location_tried(tmp_path, monkeypatch):
+    monkeypatch.setattr(model_config, 'project_root', lambda: str(tmp_path / 'root'))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as err:
+        resolve_checkpoint_path('work_dirs/t/epoch_1.pth', 'teacher_ckpt', hint='Train it.')
+    assert str(err.value) == (
+        "teacher_ckpt 'work_dirs/t/epoch_1.pth' not found. Tried:\n"
+        f'  - {tmp_path}/work_dirs/t/epoch_1.pth\n'
+        f'  - {tmp_path}/root/work_dirs/t/epoch_1.pth\n'
+        f'Relative paths are looked up in the current directory ({tmp_path}), then under the '
+        f'mmkd_det project root ({tmp_path}/root). Train it.')
