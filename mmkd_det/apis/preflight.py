@@ -2,6 +2,12 @@
 
 :func:`check_config` checks that the files a config names exist; the dataset check
 (:mod:`.dataset_check`) then reads them.
+
+Relative paths follow one rule for ``teacher_ckpt``, teacher/student ``cfg_path`` and
+data: the current directory first, then the mmkd_det project root (the checkout).
+:func:`resolve_data_roots` applies it to the datasets' ``data_root`` and the
+evaluators' ``ann_file`` (making a path found under the project root absolute);
+a path found nowhere is reported with every location tried.
 """
 import os.path as osp
 from typing import Iterator, List
@@ -42,6 +48,41 @@ def annotated_evaluators(cfg, split: str) -> List[dict]:
     return [ev for ev in evaluators or () if isinstance(ev, dict) and ev.get('ann_file')]
 
 
+def _project_root() -> str:
+    from mmkd_det.models.distillers.model_config import project_root
+    return project_root()
+
+
+def _fallback(path: str) -> str:
+    """``path`` under the project root when it is relative, absent from the current
+    directory and present there; else ``path`` unchanged."""
+    if not path or osp.isabs(path) or osp.exists(path):
+        return path
+    candidate = osp.join(_project_root(), path)
+    return candidate if osp.exists(candidate) else path
+
+
+def resolve_data_roots(cfg) -> None:
+    """Apply the module's path rule in place: a relative ``data_root`` of the
+    train/val/test datasets, or ``ann_file`` of the val/test evaluators, that is
+    absent from the current directory but present under the project root is
+    replaced by that absolute path."""
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        for ds in iter_datasets((cfg.get(key) or {}).get('dataset')):
+            if ds.get('data_root'):
+                ds['data_root'] = _fallback(ds['data_root'])
+    for split in ('val', 'test'):
+        for ev in annotated_evaluators(cfg, split):
+            ev['ann_file'] = _fallback(ev['ann_file'])
+
+
+def _tried(path: str) -> str:
+    """``path`` with the locations the rule tried, for a relative one."""
+    if osp.isabs(path):
+        return path
+    return f'{path} (tried {osp.abspath(path)} and {osp.join(_project_root(), path)})'
+
+
 def missing_data(cfg) -> List[str]:
     """Paths named by the train/val/test datasets and the val/test evaluators that
     do not exist."""
@@ -66,10 +107,12 @@ def missing_data(cfg) -> List[str]:
 
 def check_config(cfg) -> None:
     """Raise :class:`PreflightError` naming absent data or teacher weights."""
+    resolve_data_roots(cfg)
     missing = missing_data(cfg)
     if missing:
         raise PreflightError(
-            'Dataset files not found: ' + ', '.join(missing) + '. Put the dataset there '
+            'Dataset files not found: ' + ', '.join(_tried(p)
+                                                    for p in missing) + '. Put the dataset there '
             '(COCO 2017 under data/coco/, VOC under data/VOCdevkit/, see README "Data"), '
             'or override the paths with --cfg-options, or generate the embedded synthetic '
             'data with `python tools/misc/gen_synthetic.py`.')

@@ -33,3 +33,37 @@ def test_join_root_keeps_absolute_and_empty_paths():
     assert join_root('data/', 'x.json') == 'data/x.json'
     assert join_root('data/', '/abs/x.json') == '/abs/x.json'
     assert join_root('', 'x.json') == 'x.json' and join_root('data/', '') == ''
+
+
+def test_relative_data_roots_follow_the_project_rule(tmp_path, monkeypatch):
+    """Relative data paths: the current directory first, then the project root
+    (made absolute); found nowhere, the error lists both locations."""
+    import pytest
+
+    from mmkd_det.apis import preflight
+    project = tmp_path / 'project'
+    (project / 'data' / 'syn' / 'annotations').mkdir(parents=True)
+    (project / 'data' / 'syn' / 'annotations' / 'val.json').write_text('{}')
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setattr(preflight, '_project_root', lambda: str(project))
+    cfg = dict(
+        train_dataloader=dict(dataset=dict(data_root='data/syn/', ann_file='annotations/val.json')),
+        val_evaluator=dict(type='CocoMetric', ann_file='data/syn/annotations/val.json'))
+    preflight.check_config(cfg)  # found under the project root: no error
+    assert cfg['train_dataloader']['dataset']['data_root'] == osp.join(str(project), 'data/syn/')
+    assert cfg['val_evaluator']['ann_file'] == osp.join(str(project),
+                                                        'data/syn/annotations/val.json')
+    # present in the current directory: kept as written (the current directory wins)
+    (elsewhere / 'data' / 'syn' / 'annotations').mkdir(parents=True)
+    (elsewhere / 'data' / 'syn' / 'annotations' / 'val.json').write_text('{}')
+    cfg['train_dataloader']['dataset']['data_root'] = 'data/syn/'
+    preflight.resolve_data_roots(cfg)
+    assert cfg['train_dataloader']['dataset']['data_root'] == 'data/syn/'
+    # nowhere: every location tried is named
+    cfg['train_dataloader']['dataset']['data_root'] = 'data/none/'
+    with pytest.raises(preflight.PreflightError) as err:
+        preflight.check_config(cfg)
+    assert osp.join(str(elsewhere), 'data/none/') in str(err.value)
+    assert osp.join(str(project), 'data/none/') in str(err.value)
