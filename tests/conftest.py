@@ -4,7 +4,7 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope, init_default_scope
 
 import mmkd_det  # noqa: F401
 
@@ -60,7 +60,6 @@ def tiny_model_cfg(kind: str, width: int = 8, num_classes: int = 3) -> dict:
 @pytest.fixture(autouse=True)
 def mmkd_det_scope():
     """Runners built by other tests change the default scope; reset it."""
-    from mmengine.registry import DefaultScope
     with DefaultScope.overwrite_default_scope('mmkd_det'):
         yield
 
@@ -74,7 +73,9 @@ def save_weights(model_cfg: dict, path: str, seed: int = 0) -> str:
     """Build ``model_cfg`` with a fixed seed and save a published-style ckpt."""
     from mmkd_det.registry import MODELS
     torch.manual_seed(seed)
-    model = MODELS.build(copy.deepcopy(model_cfg))
+    # module-scoped fixtures call this before the per-test scope reset below
+    with DefaultScope.overwrite_default_scope('mmkd_det'):
+        model = MODELS.build(copy.deepcopy(model_cfg))
     model.init_weights()
     torch.save(dict(meta=dict(), state_dict=model.state_dict()), path)
     return path

@@ -27,6 +27,7 @@ the final weights agree within float tolerance.
 import json
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
 
@@ -145,6 +146,14 @@ def test_two_gloo_processes_match_one_process(tmp_path):
             cmd = ['bash', osp.join(ROOT, 'tools/dist_train.sh'), cfg_path, str(nproc)]
         proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True,
                               timeout=300)
+        if proc.returncode != 0 and 'terminate called without an active exception' in proc.stderr:
+            # a gloo worker thread can still abort the process at interpreter exit on a
+            # heavily loaded machine, after the run finished (seen once in a full suite
+            # beside other training jobs); the equivalence is what is tested here: run again
+            shutil.rmtree(str(tmp_path / name), ignore_errors=True)
+            env['PORT'] = str(_free_port())
+            proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True,
+                                  text=True, timeout=300)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         work = str(tmp_path / name)
         runs[name] = dict(
