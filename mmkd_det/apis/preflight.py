@@ -48,18 +48,13 @@ def annotated_evaluators(cfg, split: str) -> List[dict]:
     return [ev for ev in evaluators or () if isinstance(ev, dict) and ev.get('ann_file')]
 
 
-def _project_root() -> str:
-    from mmkd_det.models.distillers.model_config import project_root
-    return project_root()
-
-
 def _fallback(path: str) -> str:
-    """``path`` under the project root when it is relative, absent from the current
-    directory and present there; else ``path`` unchanged."""
+    """The first existing location of a relative ``path`` by the module's rule
+    (made absolute when it is under the project root); else ``path`` unchanged."""
     if not path or osp.isabs(path) or osp.exists(path):
         return path
-    candidate = osp.join(_project_root(), path)
-    return candidate if osp.exists(candidate) else path
+    from mmkd_det.models.distillers.model_config import project_candidates
+    return next((c for c in project_candidates(path) if osp.exists(c)), path)
 
 
 def resolve_data_roots(cfg) -> None:
@@ -80,7 +75,8 @@ def _tried(path: str) -> str:
     """``path`` with the locations the rule tried, for a relative one."""
     if osp.isabs(path):
         return path
-    return f'{path} (tried {osp.abspath(path)} and {osp.join(_project_root(), path)})'
+    from mmkd_det.models.distillers.model_config import project_candidates
+    return f'{path} (tried {" and ".join(project_candidates(path))})'
 
 
 def missing_data(cfg) -> List[str]:

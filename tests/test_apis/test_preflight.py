@@ -47,7 +47,8 @@ def test_relative_data_roots_follow_the_project_rule(tmp_path, monkeypatch):
     elsewhere = tmp_path / 'elsewhere'
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    monkeypatch.setattr(preflight, '_project_root', lambda: str(project))
+    from mmkd_det.models.distillers import model_config
+    monkeypatch.setattr(model_config, 'project_root', lambda: str(project))
     cfg = dict(
         train_dataloader=dict(dataset=dict(data_root='data/syn/', ann_file='annotations/val.json')),
         val_evaluator=dict(type='CocoMetric', ann_file='data/syn/annotations/val.json'))

@@ -65,8 +65,10 @@ def _tried(candidates: List[str]) -> str:
     return ''.join(f'\n  - {c}' for c in candidates)
 
 
-def checkpoint_candidates(path: str) -> List[str]:
-    """The files :func:`resolve_checkpoint_path` tries for ``path``, in order."""
+def project_candidates(path: str) -> List[str]:
+    """The locations the module's rule tries for a file ``path`` (a checkpoint,
+    a data root), in order: itself if absolute, else under the current
+    directory, then under :func:`project_root`."""
     return _relative_candidates(path, project_root())
 
 
@@ -89,7 +91,7 @@ def resolve_checkpoint_path(path: str, key: str = 'teacher_ckpt', hint: str = ''
     """
     if '://' in path:
         return path
-    candidates = checkpoint_candidates(path)
+    candidates = project_candidates(path)
     for candidate in candidates:
         if osp.isfile(candidate):
             return candidate
