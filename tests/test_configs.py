@@ -18,7 +18,8 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_ROOT = osp.join(ROOT, 'configs')
 CONFIGS = sorted(
     p for p in glob.glob(osp.join(CONFIG_ROOT, '**', '*.py'), recursive=True) if '_base_' not in p)
-METHODS = ('frs', 'tid', 'skd', 'fitnet', 'fgfi', 'defeat', 'fgd', 'mgd', 'pkd', 'cwd', 'kd', 'ld')
+METHODS = ('frs', 'tid', 'skd', 'fitnet', 'fgfi', 'defeat', 'fgd', 'mgd', 'pkd', 'cwd', 'kd', 'ld',
+           'ssimkd', 'reviewkd', 'icd', 'mimic', 'dkd', 'dsig')
 DETECTORS = ('retinanet', 'gfl', 'faster_rcnn', 'mask_rcnn')
 PAIRS = sorted(glob.glob(osp.join(CONFIG_ROOT, '_base_', 'pairs', '*.py')))
 METHOD_CONFIGS = [p for m in METHODS for p in sorted(glob.glob(osp.join(CONFIG_ROOT, m, '*.py')))]
@@ -205,7 +206,13 @@ def test_skd_coco_config_runs_one_loss_step(config, tmp_path, monkeypatch):
                           ('configs/fgfi/fgfi_faster_rcnn_r101_r50.py', 'loss_fgfi'),
                           ('configs/defeat/defeat_faster_rcnn_r101_r50.py', 'loss_defeat.loss_fg'),
                           ('configs/fgd/fgd_faster_rcnn_r101_r50.py', 'loss_fgd.loss_fg'),
-                          ('configs/fgd/fgd_retina_r101_r50_inherit.py', 'loss_fgd.loss_rel')])
+                          ('configs/fgd/fgd_retina_r101_r50_inherit.py', 'loss_fgd.loss_rel'),
+                          ('configs/ssimkd/ssimkd_faster_rcnn_r101_r50.py', 'loss_ssim'),
+                          ('configs/reviewkd/reviewkd_faster_rcnn_r101_r50.py', 'loss_reviewkd'),
+                          ('configs/icd/icd_retina_r101_r50.py', 'loss_rm'),
+                          ('configs/icd/icd_retina_r101_r50.py', 'loss_pfi'),
+                          ('configs/mimic/mimic_faster_rcnn_r101_r50.py', 'loss_mimic'),
+                          ('configs/dkd/dkd_faster_rcnn_r101_r50.py', 'loss_dkd.loss_nckd')])
 def test_review_method_coco_configs_run_one_loss_step(config, loss, tmp_path, monkeypatch):
     """The review's methods build at full R101 -> R50 width and give a finite loss;
     PKD keeps the first four levels; MGD's inherit variant starts from the teacher."""

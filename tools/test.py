@@ -25,7 +25,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir, args.overlay)
     cfg.load_from = args.checkpoint
     runner = Runner.from_cfg(cfg)
     add_checkpoint_checks(runner, key='checkpoint')

@@ -33,7 +33,7 @@ def parse_args():
 def main():
     args = parse_args()
     apply_keep_heap(args.keep_heap, on_missing='warn')
-    cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir, args.overlay)
     if args.amp:
         if not torch.cuda.is_available():
             sys.exit('[mmkd_det] --amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper runs on '

@@ -59,9 +59,11 @@ def train_in_subprocess(train_script: str,
                         work_dir: str,
                         cfg_options: Sequence[str],
                         cwd: Optional[str] = None,
-                        env: Optional[dict] = None) -> float:
-    """Run ``train_script config --work-dir work_dir --cfg-options ...`` with this
-    Python, its output in ``<work_dir>/train_stdout.log``.
+                        env: Optional[dict] = None,
+                        args: Sequence[str] = (),
+                        append_log: bool = False) -> float:
+    """Run ``train_script config --work-dir work_dir [args] --cfg-options ...``
+    with this Python, its output in ``<work_dir>/train_stdout.log``.
 
     Args:
         train_script (str): path of ``tools/train.py``.
@@ -70,6 +72,9 @@ def train_in_subprocess(train_script: str,
         cfg_options (Sequence[str]): ``key=value`` overrides.
         cwd (str, optional): working directory of the training.
         env (dict, optional): its environment (default: this process's).
+        args (Sequence[str]): more arguments of the script (``--overlay F``,
+            ``--resume``).
+        append_log (bool): append to the log instead of replacing it (a resumed run).
 
     Returns:
         float: the wall-clock seconds of the training.
@@ -78,12 +83,14 @@ def train_in_subprocess(train_script: str,
         RuntimeError: the training failed; the message names its log.
     """
     cmd = [
-        sys.executable, train_script, config, '--work-dir', work_dir, '--cfg-options', *cfg_options
+        sys.executable, train_script, config, '--work-dir', work_dir, *args, '--cfg-options',
+        *cfg_options
     ]
     print('$', ' '.join(cmd), flush=True)
     log_path = osp.join(work_dir, 'train_stdout.log')
     start = time.time()
-    with open(log_path if cwd is None else osp.join(cwd, log_path), 'w') as log:
+    with open(log_path if cwd is None else osp.join(cwd, log_path), 'a' if append_log else 'w') \
+            as log:
         proc = subprocess.run(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f'training failed, see {log_path}')

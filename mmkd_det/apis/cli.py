@@ -13,7 +13,7 @@ import json
 import os
 import os.path as osp
 import sys
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
@@ -128,6 +128,13 @@ def runner_parser(description: str, config_help: str,
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument('config', help=config_help)
     parser.add_argument('--work-dir', help=work_dir_help)
+    parser.add_argument(
+        '--overlay',
+        nargs='+',
+        default=[],
+        metavar='FILE',
+        help='config files merged over the config in order, before --cfg-options (e.g. '
+        'the standard benchmark tier: configs/_base_/tiers/synthetic_standard.py)')
     add_cfg_options_arg(parser)
     add_launcher_args(parser)
     return parser
@@ -213,25 +220,43 @@ def default_work_dir(cfg: Config, config_path: str, work_dir: Optional[str] = No
 def load_config(config_path: str,
                 cfg_options: Optional[dict] = None,
                 launcher: str = 'none',
-                work_dir: Optional[str] = None) -> Config:
+                work_dir: Optional[str] = None,
+                overlays: Sequence[str] = ()) -> Config:
     """Load a config for a Runner as mmdet's ``tools/train.py`` and
     ``tools/test.py`` do.
 
     Args:
         config_path (str): the config file.
-        cfg_options (dict, optional): ``--cfg-options``, merged into the config.
+        cfg_options (dict, optional): ``--cfg-options``, merged into the config last.
         launcher (str): ``--launcher``, stored as ``cfg.launcher``.
         work_dir (str, optional): ``--work-dir``; see :func:`default_work_dir`.
+        overlays (Sequence[str]): ``--overlay`` config files merged over the config in
+            order (before ``cfg_options``), as if their contents were written at
+            its end: dicts merge key by key (``_delete_=True`` replaces), lists and
+            other values replace. The benchmark tiers are overlays
+            (``configs/_base_/tiers/``). Without ``work_dir`` the default work dir
+            is ``./work_dirs/<config>+<overlay>...`` (file names without
+            extension), so that a tier's run never shares a folder with another's.
 
     Returns:
         Config: the config; with a launcher and no CUDA, adapted to CPU
         processes (gloo backend; ``mmkd_det.compat.cpu_distributed_cfg``).
+
+    Raises:
+        FileNotFoundError: an overlay file does not exist.
     """
     cfg = Config.fromfile(config_path)
     cfg.launcher = launcher
+    for overlay in overlays:
+        if not osp.isfile(overlay):
+            raise FileNotFoundError(f'--overlay {overlay}: file not found (paths are relative '
+                                    f'to the current directory, e.g. '
+                                    f'configs/_base_/tiers/synthetic_standard.py).')
+        cfg.merge_from_dict(Config.fromfile(overlay).to_dict())
     if cfg_options is not None:
         cfg.merge_from_dict(cfg_options)
-    cfg.work_dir = default_work_dir(cfg, config_path, work_dir)
+    name = '+'.join(osp.splitext(osp.basename(p))[0] for p in (config_path, *overlays))
+    cfg.work_dir = default_work_dir(cfg, name + '.py', work_dir)
     if launcher != 'none':
         cpu_distributed_cfg(cfg)
     return cfg

@@ -192,3 +192,27 @@ def test_coco_preset_without_coco_stops_before_training(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match='VOC student: dataset files not found.*VOCdevkit'):
         benchmark.check_data(runs, presets['voc_retina'])
     benchmark.check_data(runs, presets['synthetic_voc'])   # generated, never missing
+
+
+def test_table_shows_the_teacher_and_the_gap_closed():
+    results = [fake('student', 0, 20.0), fake('student', 1, 22.0),
+               dict(fake('FRS', 0, 23.0), teacher_run='big'),
+               dict(fake('FRS', 1, 24.0), teacher_run='big'),
+               dict(fake('plain', 0, 21.0), teacher_run=None)]
+    teachers = [fake('big', 0, 27.0)]
+    rows = {line.split(' | ')[0][2:]: line.split(' | ')
+            for line in benchmark.table(results, teachers=teachers).splitlines()[2:]}
+    # the teacher is a column, not a row, when it is not among the results
+    assert set(rows) == {'student', 'FRS', 'plain'}
+    # gains +3, +2 -> +2.5; gap = 27 - mean(20, 22) = 6 -> 42 %
+    assert rows['FRS'][7:10] == ['+2.5 (+3.0, +2.0)', '27.0', '42 %']
+    assert rows['plain'][8:10] == ['', '']          # not a Distiller run: no teacher
+    # a teacher below its student: the gap cannot be closed
+    weak = benchmark.table(results[:4], teachers=[fake('big', 0, 20.5)]).splitlines()[3]
+    assert weak.split(' | ')[8:10] == ['20.5', '–']
+
+
+def test_old_run_info_finds_the_teacher_by_name():
+    results = [fake('teacher', 0, 8.0), fake('student', 0, 4.0), fake('TID', 0, 6.0)]
+    row = benchmark.table(results).splitlines()[4].split(' | ')
+    assert row[8:10] == ['8.0', '50 %']

@@ -57,9 +57,73 @@ def test_presets_name_known_runs_and_teachers_train_once():
     for preset, names in benchmark.PRESETS.items():
         assert set(names) <= set(benchmark.RUNS), preset
     teachers = benchmark.teacher_runs(benchmark.RUNS)
-    assert teachers == {'teacher', 'GFL teacher', 'MaskRCNN teacher'}
+    assert teachers == {
+        'teacher', 'GFL teacher', 'MaskRCNN teacher', 'FRCNN teacher', 'std teacher',
+        'std GFL teacher', 'std weak teacher'}
     assert benchmark.RUNS['GFL LD'].teacher == 'GFL teacher'
     assert benchmark.RUNS['COCO FRS'].teacher is None        # the config's model-zoo teacher
+
+
+def test_standard_tier_runs_are_the_quick_configs_with_the_tier_overlay():
+    std, std_teacher = ('configs/_base_/tiers/synthetic_standard.py',
+                        'configs/_base_/tiers/synthetic_standard_teacher.py')
+    for name, spec in benchmark.RUNS.items():
+        if not name.startswith('std ') or 'weak' in name:
+            continue
+        quick = benchmark.RUNS[name[4:]]
+        assert spec.config == quick.config and spec.cfg_options == quick.cfg_options, name
+        assert spec.overlays == ((std_teacher, ) if name.endswith('teacher') else (std, )), name
+        # taught by the tier's own teacher of the same detector
+        assert spec.teacher == (quick.teacher and 'std ' + quick.teacher), name
+    assert set(benchmark.PRESETS['standard']) == {
+        'std teacher', 'std student', 'std FRS', 'std TID', 'std SKD'}
+    # the weak teacher: the teacher detector on the student's schedule
+    weak = benchmark.RUNS['std weak teacher']
+    assert weak.config == benchmark.RUNS['teacher'].config and weak.overlays == (std, )
+    assert benchmark.RUNS['std TID from weak teacher'].teacher == 'std weak teacher'
+
+
+def test_overlays_reach_train_py_and_an_interrupted_run_resumes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'plain.py').write_text("model = dict(type='RetinaNet')\n")
+    (tmp_path / 'tier.py').write_text('train_cfg = dict(max_epochs=8)\n')
+    runs = load_matrix(write_matrix(tmp_path / 'm.py', '''
+runs = {'student': dict(config='plain.py', overlays=['tier.py'], seeds=[0])}
+'''))
+    commands, threads = [], []
+
+    def fake(cmd, **kwargs):
+        commands.append(cmd)
+        threads.append(kwargs['env']['OMP_NUM_THREADS'])
+        return FakeTraining()(cmd[:5] + cmd[cmd.index('--cfg-options'):], **kwargs)
+    monkeypatch.setattr(subprocess, 'run', fake)
+    run_matrix(runs, ['student'], 'wd', 'train.py')
+    assert commands[0][5:7] == ['--overlay', 'tier.py'] and '--resume' not in commands[0]
+    info = benchmark.finished('wd', 'student', 0)
+    assert info['overlays'] == ['tier.py'] and info['resumed'] is False
+    # interrupted after a checkpoint: no run_info -> trained again with --resume, log kept
+    os.remove(osp.join('wd', 'student', 'seed0', 'run_info.json'))
+    import shutil
+    shutil.rmtree(osp.join('wd', 'student', 'seed0', '20260101_000000'))
+    log = osp.join('wd', 'student', 'seed0', 'train_stdout.log')
+    with open(log, 'w') as f:
+        f.write('first part\n')
+    commands.clear()
+    run_matrix(runs, ['student'], 'wd', 'train.py', threads=1)
+    assert commands[0][5:8] == ['--overlay', 'tier.py', '--resume']
+    assert threads == [str(os.cpu_count() or 1), '1']   # all CPUs by default, else --threads
+    assert benchmark.finished('wd', 'student', 0)['resumed'] is True
+    with open(log) as f:
+        assert f.read().startswith('first part')
+
+
+def test_matrix_overlay_must_exist(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'plain.py').write_text("model = dict(type='RetinaNet')\n")
+    with pytest.raises(MatrixError, match=r"run 'student': field 'overlays': nope.py does not"):
+        load_matrix(write_matrix(tmp_path / 'm.py', '''
+runs = {'student': dict(config='plain.py', overlays=['nope.py'])}
+'''))
 
 
 def write_matrix(path, text):

@@ -126,3 +126,41 @@ def test_load_config_merges_options_and_adapts_cpu_processes(tmp_path):
             broadcast_buffers=False,
             find_unused_parameters=False,
             device_ids=None)
+
+
+def test_overlays_merge_in_order_before_cfg_options(tmp_path):
+    path = tmp_path / 'base.py'
+    path.write_text("a = 1\nb = dict(c=1, d=[1, 2])\nkeep = 'yes'\n")
+    first = tmp_path / 'first.py'
+    first.write_text('a = 2\nb = dict(c=2, d=[3])\n')
+    second = tmp_path / 'second.py'
+    second.write_text('a = 3\n')
+    cfg = cli.load_config(str(path), {'a': 4}, overlays=[str(first), str(second)])
+    # dicts merge key by key, lists replace, later files win, --cfg-options last
+    assert (cfg.a, cfg.b.c, cfg.b.d, cfg.keep) == (4, 2, [3], 'yes')
+    assert cfg.work_dir == os.path.join('./work_dirs', 'base+first+second')
+    parser = cli.runner_parser('x', 'config', 'work dir')
+    args = parser.parse_args(['c.py', '--overlay', 'o1.py', 'o2.py'])
+    assert args.overlay == ['o1.py', 'o2.py'] and parser.parse_args(['c.py']).overlay == []
+    with pytest.raises(FileNotFoundError, match=r'--overlay nope.py: file not found'):
+        cli.load_config(str(path), overlays=['nope.py'])
+
+
+def test_standard_tier_overlay_changes_data_and_schedule_only(monkeypatch):
+    from mmkd_det.datasets.synthetic import presets_in_config
+    from tests.conftest import ROOT
+    monkeypatch.chdir(ROOT)
+    config = 'configs/frs/frs_retina_r18w48_r18w32_synthetic.py'
+    quick = cli.load_config(config)
+    std = cli.load_config(config, overlays=['configs/_base_/tiers/synthetic_standard.py'])
+    assert presets_in_config(quick) == ['quick'] and presets_in_config(std) == ['standard']
+    assert std.train_dataloader.dataset.pipeline[2].scale == (192, 192)
+    assert std.val_dataloader.dataset.pipeline[1].scale == (192, 192)
+    assert std.val_evaluator.ann_file == 'data/synthetic_standard/annotations/instances_val.json'
+    assert (std.train_cfg.max_epochs, std.param_scheduler[1].end) == (8, 8)
+    assert std.model == quick.model and std.optim_wrapper == quick.optim_wrapper
+    assert std.train_dataloader.batch_size == quick.train_dataloader.batch_size == 8
+    teacher = cli.load_config('configs/retinanet/retinanet_r18w48_synthetic.py',
+                              overlays=['configs/_base_/tiers/synthetic_standard_teacher.py'])
+    assert (teacher.train_cfg.max_epochs, teacher.param_scheduler[1].end) == (24, 24)
+    assert presets_in_config(teacher) == ['standard']

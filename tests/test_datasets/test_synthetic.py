@@ -229,6 +229,20 @@ def test_cli(tmp_path, capsys):
     assert 'nothing regenerated' in capsys.readouterr().out
 
 
+def test_cli_preset(tmp_path, capsys, monkeypatch):
+    from mmkd_det.datasets.synthetic import SYNTHETIC_PRESETS
+    spec = importlib.util.spec_from_file_location(
+        'gen_synthetic_cli', osp.join(ROOT, 'tools', 'misc', 'gen_synthetic.py'))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    monkeypatch.setitem(SYNTHETIC_PRESETS, 'quick', dict(
+        out_dir='data/q', num_train=2, num_val=1, img_size=32, seed=0, formats=('coco', )))
+    monkeypatch.chdir(tmp_path)
+    cli.main(['--preset', 'quick', '--num-train', '50'])   # the preset's own numbers win
+    assert 'wrote 3 images' in capsys.readouterr().out
+    assert len(os.listdir(osp.join('data', 'q', 'images', 'train'))) == 2
+
+
 def test_coco_eval_of_ground_truth_is_perfect(small_ds):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -321,3 +335,20 @@ def test_mmdet_builds_datasets(small_ds, fmt):
     results = metric.evaluate(len(dataset))
     key = 'coco/bbox_mAP' if fmt == 'coco' else 'pascal_voc/mAP'
     assert results[key] == pytest.approx(1.0), results
+
+
+def test_presets_generate_their_folder_and_are_found_by_data_root(tmp_path, monkeypatch):
+    from mmkd_det.datasets.synthetic import SYNTHETIC_PRESETS, generate_preset, presets_in_config
+    monkeypatch.setitem(SYNTHETIC_PRESETS, 'tiny', dict(
+        out_dir='data/tiny', num_train=2, num_val=1, img_size=32, seed=0, formats=('coco', )))
+    info = generate_preset('tiny', root=str(tmp_path))
+    assert info['out_dir'] == str(tmp_path / 'data' / 'tiny') and not info['skipped']
+    assert info['params']['img_size'] == 32 and info['stats']['val']['images'] == 1
+    assert generate_preset('tiny', root=str(tmp_path))['skipped']
+    cfg = dict(train_dataloader=dict(dataset=dict(dataset=dict(data_root='data/tiny/'))),
+               val_dataloader=dict(dataset=dict(data_root='data/synthetic')))
+    assert presets_in_config(cfg) == ['quick', 'tiny']
+    assert presets_in_config(dict(train_dataloader=dict(dataset=dict(data_root='x/')))) == []
+    with pytest.raises(KeyError, match=r"unknown synthetic dataset preset 'nope'; choose one of"):
+        generate_preset('nope')
+    assert SYNTHETIC_PRESETS['standard']['img_size'] == 192

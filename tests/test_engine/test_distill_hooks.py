@@ -158,3 +158,27 @@ def test_diagnostics_hook_rejects_a_limit_below_one():
     from mmkd_det.engine.hooks import DistillDiagnosticsHook
     with pytest.raises(ValueError, match='ratio_limit must be > 1'):
         DistillDiagnosticsHook(ratio_limit=0.5)
+
+
+def test_diagnostics_hook_does_not_warn_about_calibrated_losses(weights, tmp_path, monkeypatch):
+    """A loss_weight 1e6 times too large: warned about without calibration; with it
+    (factors fixed after 2 iterations) the ratio is still logged but not warned about,
+    since the factor, not loss_weight, sets the strength."""
+    from mmkd_det.engine.hooks import distill_diagnostics_hook as mod
+    calls = []
+    monkeypatch.setattr(mod, 'print_log', lambda msg, **kw: calls.append(msg))
+    ckpt = weights(tiny_model_cfg('retina', 16))
+    warnings = []
+    for calibration in (None, dict(share=0.5, window=1, at_iter=2)):
+        cfg = frs_distiller_cfg('retina', ckpt, loss_calibration=calibration)
+        cfg['distill_losses']['loss_frs_fpn']['loss_weight'] = 5e3
+        model = MODELS.build(cfg)
+        probe = _Probe()
+        calls.clear()
+        _runner(tmp_path / str(bool(calibration)), model,
+                [dict(type='DistillationScheduleHook'),
+                 dict(type='DistillDiagnosticsHook'), probe],
+                epochs=2 if calibration else 1).train()
+        warnings.append([c for c in calls if 'swamp' in c])
+        assert probe.ratios[-1] is not None and probe.ratios[-1] > 0
+    assert len(warnings[0]) == 1 and warnings[1] == []

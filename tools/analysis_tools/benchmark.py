@@ -6,6 +6,7 @@ checkpoint + evaluation present) are skipped, so an interrupted benchmark
 resumes. Writes ``results.json``, ``results.md`` (COCO AP, AP50, AP75,
 APs/m/l as mean ± std over seeds, gain over the ``student`` run paired by seed,
 per-seed mAP; VOC runs get their own table of VOC mAP = AP50 and AP75),
+the teacher's mAP and the share of the teacher-student gap closed,
 ``results.png`` (bars with error bars; ``results_segm.png`` for masks,
 ``results_voc.png`` for VOC next to COCO runs) and, with ``--val-interval``,
 ``results_epochs.png``. Run it from the repository root (the built-in runs name
@@ -44,7 +45,7 @@ import os.path as osp
 import sys
 
 from mmkd_det.analysis.benchmark import (PRESETS, RUNS, MatrixError, baseline, collect, load_matrix,
-                                         report, run_matrix, write)
+                                         report, run_matrix, teacher_results, write)
 
 TRAIN = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'train.py')
 
@@ -85,6 +86,12 @@ def parse_args():
         default=1,
         help='parallel trainings; CPU threads are split between them')
     parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='CPU threads of each training (default: CPUs / jobs); 1 when other jobs '
+        'share the machine')
+    parser.add_argument(
         '--report-only',
         action='store_true',
         help='train nothing: tabulate the finished runs of the matrix')
@@ -113,10 +120,11 @@ def main():
             results = collect(runs, names, args.work_dir, args.seeds)
         else:
             results = run_matrix(runs, names, args.work_dir, TRAIN, args.seeds, args.teacher_ckpt,
-                                 args.jobs, args.val_interval)
+                                 args.jobs, args.val_interval, args.threads)
     except (FileNotFoundError, RuntimeError) as err:
         sys.exit(str(err))
-    write(report(results, baseline(runs, args.work_dir, args.seeds)), results, out)
+    teachers = teacher_results(runs, names, args.work_dir)
+    write(report(results, baseline(runs, args.work_dir, args.seeds), teachers), results, out)
 
 
 if __name__ == '__main__':

@@ -24,7 +24,9 @@ Fields of a run: ``config`` (path, required), ``cfg_options`` (list of
 ``key=value`` strings, as ``tools/train.py --cfg-options`` takes them),
 ``seeds`` (list of ints), ``teacher`` (the name of another run of the matrix:
 its seed-0 final checkpoint becomes this run's ``model.teacher_ckpt``; that run
-is trained first, at seed 0 only) and ``teacher_ckpt`` (a checkpoint path).
+is trained first, at seed 0 only), ``teacher_ckpt`` (a checkpoint path) and
+``overlays`` (config files merged over ``config``, as ``tools/train.py
+--overlay``; the standard tier is ``configs/_base_/tiers/synthetic_standard.py``).
 A Distiller run with neither keeps the ``teacher_ckpt`` of its config. Gains
 are paired by seed against the run named ``student`` (or ``<first word>
 student``, e.g. ``GFL student`` for ``GFL TID``).
@@ -43,6 +45,7 @@ class RunSpec(NamedTuple):
     seeds: Optional[Tuple[int, ...]] = None
     teacher: Optional[str] = None
     teacher_ckpt: Optional[str] = None
+    overlays: Tuple[str, ...] = ()
 
 
 class MatrixError(ValueError):
@@ -112,6 +115,13 @@ RUNS: Dict[str, RunSpec] = {
         m: _syn(f'configs/{m.lower()}/{m.lower()}_retina_{_PAIR}')
         for m in ('FitNet', 'FGFI', 'DeFeat', 'FGD', 'MGD', 'PKD', 'CWD', 'KD')
     },
+    # the review's remaining methods (issue 21) on the RetinaNet pair
+    **{
+        m: _syn(f'configs/{m.lower()}/{m.lower()}_retina_{_PAIR}')
+        for m in ('SSIMKD', 'ReviewKD', 'ICD')
+    },
+    'ICD RM only': _syn('configs/icd/icd_retina_r18w48_r18w32_synthetic_rm_only.py'),
+    'ICD PFI only': _syn('configs/icd/icd_retina_r18w48_r18w32_synthetic_pfi_only.py'),
     'GFL LD': RunSpec('configs/ld/ld_gfl_' + _PAIR, teacher='GFL teacher'),
     # weight inheritance (FGD/MGD's inheriting strategy) on a student of the
     # teacher's head width; gains against 'FPN96 student'
@@ -139,10 +149,87 @@ RUNS: Dict[str, RunSpec] = {
     'SynVOC TID': _syn(_TID + '_voc.py'),
     'VOC student': RunSpec(_RET + 'retinanet_r50_fpn_1x_voc0712.py'),
     'VOC FRS': RunSpec('configs/frs/frs_retina_r101_r50_voc.py'),
+    # Faster R-CNN pair: the RoI-level methods (issue 21)
+    'FRCNN teacher': RunSpec('configs/faster_rcnn/faster_rcnn_r18w48_synthetic.py'),
+    'FRCNN student': RunSpec('configs/faster_rcnn/faster_rcnn_r18w32_synthetic.py'),
+    **{
+        f'FRCNN {m}':
+        RunSpec(f'configs/{m.lower()}/{m.lower()}_faster_rcnn_{_PAIR}', teacher='FRCNN teacher')
+        for m in ('Mimic', 'DKD')
+    },
     'MaskRCNN teacher': RunSpec(_MRCNN + 'mask_rcnn_r18w48_synthetic.py'),
     'MaskRCNN student': RunSpec(_MRCNN + 'mask_rcnn_r18w32_synthetic.py'),
     'MaskRCNN SKD': RunSpec('configs/skd/skd_mask_rcnn_' + _PAIR, teacher='MaskRCNN teacher'),
 }
+
+# The standard tier (configs/_base_/tiers/synthetic_standard.py): the same configs on
+# 3000 + 500 images of 192 px, student 8 epochs, the same teacher detector trained
+# 24 epochs (synthetic_standard_teacher.py). Run names: 'std ' + the quick tier's name.
+_STD = 'configs/_base_/tiers/synthetic_standard.py'
+_STD_TEACHER = 'configs/_base_/tiers/synthetic_standard_teacher.py'
+_STD_RUNS = ['student', 'FRS', 'TID'
+             ] + [f'TID {n}'
+                  for n in ('cls only', 'reg only', 'raw IoU', 'key only', 'weak only')] + [
+                      'SKD', 'SKD AT only', 'SKD AM only', 'SKD NLD only', 'SKD AT+AM',
+                      'SKD AT+AM spatial', 'SKD AT+AM channel', 'SKD weights x0.1'
+                  ] + ['FitNet', 'FGFI', 'DeFeat', 'FGD', 'MGD', 'PKD', 'CWD', 'KD']
+
+
+def _std(name: str, teacher: str = 'std teacher') -> RunSpec:
+    """Run ``name`` of the quick tier on the standard tier, taught by ``teacher``."""
+    spec = RUNS[name]
+    return spec._replace(overlays=(_STD, ), teacher=teacher if spec.teacher else None)
+
+
+RUNS.update({
+    'std teacher': RUNS['teacher']._replace(overlays=(_STD_TEACHER, )),
+    **{
+        f'std {n}': _std(n)
+        for n in _STD_RUNS
+    },
+    # a teacher barely above its student (what many users bring): the teacher
+    # detector on the student's 8-epoch schedule
+    'std weak teacher': RUNS['teacher']._replace(overlays=(_STD, )),
+    **{
+        f'std {n} from weak teacher': _std(n, 'std weak teacher')
+        for n in ('FRS', 'TID', 'SKD')
+    },
+    # GFL: the quick tier's GFL teacher detector on the teacher schedule
+    'std GFL teacher': RUNS['GFL teacher']._replace(overlays=(_STD_TEACHER, )),
+    **{
+        f'std {n}': _std(n, 'std GFL teacher')
+        for n in ('GFL student', 'GFL FRS', 'GFL TID', 'GFL LD')
+    },
+})
+
+#: the loss calibration measured by the benchmark (docs/loss_calibration.md): every
+#: loss pulls on the parameters it reaches as hard as the task loss (share 1), fixed
+#: at iteration 100 from the gradient norms of iterations 80-99 (task-only before)
+CALIBRATION = ('model.loss_calibration.share=1.0', 'model.loss_calibration.window=20',
+               'model.loss_calibration.at_iter=100')
+
+
+def _calibrated(name: str) -> RunSpec:
+    """Run ``name`` with :data:`CALIBRATION`."""
+    return RUNS[name]._replace(cfg_options=RUNS[name].cfg_options + CALIBRATION)
+
+
+#: structured KD with one factor per term (per='term'): its AT, AM and non-local terms
+#: each get the same share (overrides the paper's alpha / beta / gamma ratios)
+PER_TERM = ('model.loss_calibration.per=term',
+            'model.loss_calibration.terms=[loss_skd.loss_at,loss_skd.loss_am,loss_skd.loss_nld]')
+
+RUNS.update({
+    f'{n} calibrated per term':
+    RUNS[n]._replace(cfg_options=RUNS[n].cfg_options + CALIBRATION + PER_TERM)
+    for n in ('SKD', 'MaskRCNN SKD', 'std SKD')
+})
+RUNS.update({
+    f'{n} calibrated': _calibrated(n)
+    for n in ('FRS', 'TID', 'SKD', 'GFL FRS', 'GFL TID', 'GFL LD', 'MaskRCNN SKD', 'std FRS',
+              'std TID', 'std SKD')
+})
+
 PRESETS: Dict[str, List[str]] = {
     'main': ['teacher', 'student', 'FRS', 'TID', 'SKD'],
     'skd_ablation': [
@@ -154,6 +241,24 @@ PRESETS: Dict[str, List[str]] = {
     ['student', 'FRS', 'TID', 'SKD', 'FitNet', 'FGFI', 'DeFeat', 'FGD', 'MGD', 'PKD', 'CWD', 'KD'],
     # GFL pair: the teacher is the 'GFL teacher' run (or --teacher-ckpt)
     'review_gfl': ['GFL student', 'GFL FRS', 'GFL TID', 'GFL LD'],
+    # issue 21's methods on the RetinaNet pair
+    'review2': ['student', 'SSIMKD', 'ReviewKD', 'ICD', 'ICD RM only', 'ICD PFI only'],
+    'faster_rcnn': ['FRCNN student', 'FRCNN Mimic', 'FRCNN DKD'],
+    # loss calibration against the papers' weights, per pair (issue 23)
+    'calibration':
+    ['student', 'FRS', 'TID', 'SKD', 'FRS calibrated', 'TID calibrated', 'SKD calibrated'],
+    'calibration_gfl': [
+        'GFL student', 'GFL FRS', 'GFL TID', 'GFL LD', 'GFL FRS calibrated', 'GFL TID calibrated',
+        'GFL LD calibrated'
+    ],
+    'calibration_mask_rcnn': [
+        'MaskRCNN student', 'MaskRCNN SKD', 'MaskRCNN SKD calibrated',
+        'MaskRCNN SKD calibrated per term'
+    ],
+    'standard_calibration': [
+        'std student', 'std FRS', 'std TID', 'std SKD', 'std FRS calibrated', 'std TID calibrated',
+        'std SKD calibrated'
+    ],
     'inherit':
     ['FPN96 student', 'FPN96 FGD', 'FPN96 FGD inherit', 'FPN96 MGD', 'FPN96 MGD inherit'],
     'coco_retina': [
@@ -178,6 +283,24 @@ PRESETS: Dict[str, List[str]] = {
         'TID Eq9 as printed', 'TID batch top-k', 'TID Eq9 as printed + low band constant'
     ],
     'tid_low_band': ['student', 'TID', 'TID low band floor'],
+    # the standard tier: 3 seeds each (issue 23), then every other method at seed 0
+    'standard': ['std teacher', 'std student', 'std FRS', 'std TID', 'std SKD'],
+    'standard_review': [
+        'std student', 'std FitNet', 'std FGFI', 'std DeFeat', 'std FGD', 'std MGD', 'std PKD',
+        'std CWD', 'std KD'
+    ],
+    'standard_tid_ablation': ['std student', 'std TID'] +
+    [f'std TID {n}' for n in ('cls only', 'reg only', 'raw IoU', 'key only', 'weak only')],
+    'standard_skd_ablation': [
+        'std student', 'std SKD', 'std SKD AT only', 'std SKD AM only', 'std SKD NLD only',
+        'std SKD AT+AM', 'std SKD AT+AM spatial', 'std SKD AT+AM channel', 'std SKD weights x0.1'
+    ],
+    'standard_weak_teacher': [
+        'std weak teacher', 'std student', 'std FRS from weak teacher', 'std TID from weak teacher',
+        'std SKD from weak teacher'
+    ],
+    'standard_gfl':
+    ['std GFL teacher', 'std GFL student', 'std GFL FRS', 'std GFL TID', 'std GFL LD'],
 }
 _FIELDS = RunSpec._fields
 
@@ -230,12 +353,21 @@ def _spec(name, entry, where: str) -> RunSpec:
             not all(isinstance(o, str) and '=' in o for o in options):
         raise MatrixError(f'{where}: field \'cfg_options\' must be a list of \'key=value\' '
                           f'strings (as tools/train.py --cfg-options), got {options!r}.')
+    overlays = entry.get('overlays', ())
+    if not isinstance(overlays, (list, tuple)) or not all(isinstance(o, str) for o in overlays):
+        raise MatrixError(f'{where}: field \'overlays\' must be a list of config paths, got '
+                          f'{overlays!r}.')
+    for overlay in overlays:
+        if not osp.isfile(overlay):
+            raise MatrixError(f'{where}: field \'overlays\': {overlay} does not exist (paths are '
+                              f'relative to the directory the benchmark runs in).')
     for field in ('teacher', 'teacher_ckpt'):
         if entry.get(field) is not None and not isinstance(entry[field], str):
             raise MatrixError(f'{where}: field {field!r} must be a string, got '
                               f'{entry[field]!r}.')
     seeds = _seeds(entry['seeds'], where) if entry.get('seeds') is not None else None
-    return RunSpec(config, tuple(options), seeds, entry.get('teacher'), entry.get('teacher_ckpt'))
+    return RunSpec(config, tuple(options), seeds, entry.get('teacher'), entry.get('teacher_ckpt'),
+                   tuple(overlays))
 
 
 def load_matrix(path: str) -> Dict[str, RunSpec]:

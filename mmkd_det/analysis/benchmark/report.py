@@ -9,6 +9,7 @@ import json
 import os
 import os.path as osp
 import statistics as st
+from typing import Optional
 
 from ..logs import METRICS
 
@@ -32,27 +33,49 @@ def _cell(values: list) -> str:
     return f'{st.mean(values):.1f} ± {st.stdev(values):.1f}'
 
 
-def table(results: list, baseline: list = (), kind: str = 'bbox') -> str:
+def _teacher_of(name: str, infos: list, names) -> Optional[str]:
+    """The teacher run of run ``name``: the ``teacher_run`` its run_info records, else
+    (older run_info) ``'<first word> teacher'`` or ``'teacher'`` when present."""
+    recorded = [i.get('teacher_run') for i in infos if i.get('teacher_run')]
+    if recorded:
+        return recorded[0]
+    if 'teacher_run' in infos[0]:  # recorded as None: not a Distiller run
+        return None
+    for guess in (name.split(' ')[0] + ' teacher', 'teacher'):
+        if guess in names:
+            return guess
+    return None
+
+
+def table(results: list, baseline: list = (), kind: str = 'bbox', teachers: list = ()) -> str:
     """Markdown table of one of :data:`KINDS` ('bbox', 'segm' COCO AP; 'voc'
     Pascal VOC AP); gains are paired by seed against the student runs (from
     ``results``, else ``baseline``) of the same detector. Runs without the
-    kind's headline metric are left out."""
+    kind's headline metric are left out.
+
+    Every distillation row shows its teacher's headline metric (from ``results`` or
+    ``teachers``, the run_info of teacher runs) and the share of the teacher-student
+    gap its mean paired gain closes: ``gain / (teacher - student mean)`` ('–' when
+    the teacher is not above the student)."""
     keys, titles = KINDS[kind]
-    by_name = {}
-    for r in results:
+    by_name, infos = {}, {}
+    for r in list(results) + [t for t in teachers if t['name'] not in {x['name'] for x in results}]:
         if keys[0] in r['metrics']:
             by_name.setdefault(r['name'], {})[r['seed']] = [
                 100 * r['metrics'][k] if k in r['metrics'] else None for k in keys
             ]
+            infos.setdefault(r['name'], []).append(r)
+    shown = [n for n in by_name if n in {r['name'] for r in results}]
     fallback = {
         r['seed']: [100 * r['metrics'][keys[0]]]
         for r in baseline if keys[0] in r['metrics']
     }
     lines = [
-        f'| run | {" | ".join(titles)} | gain vs student | per-seed {titles[0]} |',
-        '|---|' + '---|' * (len(titles) + 2)
+        f'| run | {" | ".join(titles)} | gain vs student | teacher | gap closed '
+        f'| per-seed {titles[0]} |', '|---|' + '---|' * (len(titles) + 4)
     ]
-    for name, seeds in by_name.items():
+    for name in shown:
+        seeds = by_name[name]
         rows = [seeds[s] for s in sorted(seeds)]
         cells = ' | '.join(_cell(list(c)) for c in zip(*rows))
         # a run is compared with '<its first word> student' when the matrix has one
@@ -60,10 +83,18 @@ def table(results: list, baseline: list = (), kind: str = 'bbox') -> str:
         base = by_name.get(name.split(' ')[0] + ' student') or by_name.get('student') \
             or fallback
         paired = [seeds[s][0] - base[s][0] for s in sorted(seeds) if s in base]
-        gain = '' if name.endswith('student') or name.endswith('teacher') or not paired else \
+        plain = name.endswith('student') or name.endswith('teacher')
+        gain = '' if plain or not paired else \
             f'{st.mean(paired):+.1f} ({", ".join(f"{g:+.1f}" for g in paired)})'
+        teacher_cell = closed = ''
+        teacher = None if plain else _teacher_of(name, infos[name], by_name)
+        if teacher in by_name:
+            t_map = st.mean(v[0] for v in by_name[teacher].values())
+            teacher_cell = f'{t_map:.1f}'
+            gap = t_map - st.mean(v[0] for v in base.values()) if base else 0.0
+            closed = f'{100 * st.mean(paired) / gap:.0f} %' if paired and gap > 0 else '–'
         per_seed = ', '.join(f'{seeds[s][0]:.1f}' for s in sorted(seeds))
-        lines.append(f'| {name} | {cells} | {gain} | {per_seed} |')
+        lines.append(f'| {name} | {cells} | {gain} | {teacher_cell} | {closed} | {per_seed} |')
     return '\n'.join(lines)
 
 
@@ -72,14 +103,15 @@ def kinds_present(results: list) -> list:
     return [k for k, (keys, _) in KINDS.items() if any(keys[0] in r['metrics'] for r in results)]
 
 
-def report(results: list, baseline: list) -> str:
+def report(results: list, baseline: list, teachers: list = ()) -> str:
     """One table per metric kind present: COCO boxes, then COCO masks, then
-    Pascal VOC boxes (VOC runs: presets ``synthetic_voc`` / ``voc_retina``)."""
+    Pascal VOC boxes (VOC runs: presets ``synthetic_voc`` / ``voc_retina``);
+    ``teachers``: run_info of teacher runs not in ``results`` (see :func:`table`)."""
     heads = dict(
         bbox='',
         segm='Instance segmentation (mask AP):\n\n',
         voc='Pascal VOC metric (VOCMetric, area mode):\n\n')
-    return '\n\n'.join(heads[k] + table(results, baseline, k)
+    return '\n\n'.join(heads[k] + table(results, baseline, k, teachers)
                        for k in kinds_present(results) or ['bbox'])
 
 

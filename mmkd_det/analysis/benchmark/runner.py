@@ -2,9 +2,10 @@
 
 Each run of a matrix (:mod:`.matrix`) is trained at each of its seeds by
 ``tools/train.py`` in a subprocess, in ``<work_dir>/<run>/seed<k>``, with
-``randomness.seed=<k>`` and its ``cfg_options``. A finished run (its
-``run_info.json``, final checkpoint and evaluation present) is not trained
-again, so an interrupted benchmark resumes. Relative paths (configs, work
+``randomness.seed=<k>``, its ``overlays`` and ``cfg_options``. A finished run
+(its ``run_info.json``, final checkpoint and evaluation present) is not trained
+again, and an interrupted one continues from its last checkpoint (``--resume``),
+so a benchmark can be spread over several sessions. Relative paths (configs, work
 dirs, checkpoints) are relative to the current directory; the built-in runs
 expect the repository root.
 """
@@ -25,9 +26,17 @@ def needs_teacher(config: str) -> bool:
     return Config.fromfile(config).model.get('type') == 'Distiller'
 
 
-def is_synthetic(config: str) -> bool:
-    """Whether ``config`` trains on the embedded synthetic data (generated, never missing)."""
-    return 'synthetic' in osp.basename(config)
+def load_run_config(spec: RunSpec) -> Config:
+    """A run's config with its overlays merged, as ``tools/train.py`` builds it."""
+    from mmkd_det.apis import load_config
+    return load_config(spec.config, overlays=spec.overlays)
+
+
+def synthetic_presets(spec: RunSpec) -> List[str]:
+    """The embedded synthetic datasets (``SYNTHETIC_PRESETS`` names) a run reads;
+    they are generated before training, never missing."""
+    from mmkd_det.datasets.synthetic import presets_in_config
+    return presets_in_config(load_run_config(spec))
 
 
 def finished(work_dir: str, name: str, seed: int) -> Optional[dict]:
@@ -48,10 +57,9 @@ def check_data(runs: Dict[str, RunSpec], names: Sequence[str]) -> None:
     """
     from mmkd_det.apis import missing_data
     for name in names:
-        cfg = runs[name].config
-        if is_synthetic(cfg):
+        if synthetic_presets(runs[name]):
             continue
-        missing = missing_data(Config.fromfile(cfg))
+        missing = missing_data(load_run_config(runs[name]))
         if missing:
             raise FileNotFoundError(
                 f'{name}: dataset files not found: {missing[:3]}. Put the dataset there '
@@ -86,6 +94,9 @@ def train_one(name: str,
     if done and final_checkpoint(wd) and last_metrics(wd):
         return done
     os.makedirs(wd, exist_ok=True)
+    # an interrupted run continues from its last checkpoint (same seed and options)
+    resume = osp.isfile(osp.join(wd, 'last_checkpoint')) and not done
+    args = [a for o in spec.overlays for a in ('--overlay', o)] + (['--resume'] if resume else [])
     options = [f'randomness.seed={seed}', *spec.cfg_options]
     if val_interval:
         options.append(f'train_cfg.val_interval={val_interval}')
@@ -93,16 +104,21 @@ def train_one(name: str,
         options.append(f'model.teacher_ckpt={teacher_ckpt}')
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     try:
-        seconds = train_in_subprocess(train_script, spec.config, wd, options, env=env)
+        seconds = train_in_subprocess(
+            train_script, spec.config, wd, options, env=env, args=args, append_log=resume)
     except RuntimeError:
         raise RuntimeError(f'{name} seed {seed} failed, see {wd}/train_stdout.log') from None
     info = dict(
         name=name,
         seed=seed,
         config=spec.config,
+        overlays=list(spec.overlays),
         cfg_options=options,
+        # a resumed run: the seconds of its last part only
         train_seconds=round(seconds, 1),
+        resumed=resume,
         threads=threads,
+        teacher_run=spec.teacher if needs_teacher(spec.config) else None,
         metrics=last_metrics(wd),
         history=eval_history(wd))
     with open(osp.join(wd, 'run_info.json'), 'w') as f:
@@ -136,6 +152,13 @@ def baseline(runs: Dict[str, RunSpec],
     return [r for r in (finished(work_dir, 'student', s) for s in run_seeds(spec, seeds)) if r]
 
 
+def teacher_results(runs: Dict[str, RunSpec], names: Sequence[str], work_dir: str) -> List[dict]:
+    """The finished seed-0 run_info of the teacher runs of ``names`` (for the
+    tables' teacher column)."""
+    found = (finished(work_dir, t, 0) for t in sorted(teacher_runs({n: runs[n] for n in names})))
+    return [r for r in found if r]
+
+
 def run_matrix(runs: Dict[str, RunSpec],
                names: Sequence[str],
                work_dir: str,
@@ -143,14 +166,17 @@ def run_matrix(runs: Dict[str, RunSpec],
                seeds: Optional[Sequence[int]] = None,
                teacher_ckpt: Optional[str] = None,
                jobs: int = 1,
-               val_interval: Optional[int] = None) -> List[dict]:
+               val_interval: Optional[int] = None,
+               threads: Optional[int] = None) -> List[dict]:
     """Train runs ``names`` of ``runs`` over their seeds, ``jobs`` at a time.
 
     The teacher of a Distiller run: ``teacher_ckpt`` (the command line's) if
     given, else the run's ``teacher_ckpt``, else the final checkpoint of its
     ``teacher`` run at seed 0 (trained first, with every CPU thread), else the
     one its config names. Runs other runs take their teacher from are trained
-    at seed 0 only.
+    at seed 0 only. Each training gets ``threads`` CPU threads (default: the CPUs
+    divided by ``jobs``; a teacher trained first gets them all); set it to 1 when
+    other trainings share the machine, as oversubscribed threads slow every one.
 
     Returns:
         list[dict]: the run_info of every (run, seed), in matrix order.
@@ -159,13 +185,13 @@ def run_matrix(runs: Dict[str, RunSpec],
         FileNotFoundError: a run's dataset is missing (before any training).
         RuntimeError: a training failed.
     """
-    if any(is_synthetic(runs[n].config) for n in names):
-        from mmkd_det.datasets.synthetic import generate_synthetic_dataset
-        generate_synthetic_dataset(
-            'data/synthetic', num_train=800, num_val=200, img_size=128, seed=0)
+    from mmkd_det.datasets.synthetic import generate_preset
+    wanted = set(names) | teacher_runs({n: runs[n] for n in names})
+    for preset in sorted({p for n in wanted for p in synthetic_presets(runs[n])}):
+        generate_preset(preset)
     check_data(runs, names)
-    cpus = os.cpu_count() or 1
-    threads = max(1, cpus // jobs)
+    cpus = threads or os.cpu_count() or 1
+    threads = threads or max(1, cpus // jobs)
     teachers = {}
 
     def teacher_of(spec: RunSpec) -> Optional[str]:

@@ -40,7 +40,9 @@ Modules, by concern:
 * :mod:`.writers`: COCO JSON and Pascal VOC XML writers;
 * :mod:`.stats`: size buckets and per-split counts (:func:`load_coco_stats`);
 * :mod:`.generate`: the deterministic dataset generation and its reuse
-  (:func:`generate_synthetic_dataset`).
+  (:func:`generate_synthetic_dataset`);
+* :mod:`.presets`: the datasets of the benchmark tiers by name (``quick``,
+  ``standard``) and which of them a config reads.
 
 The package itself imports only numpy, OpenCV and pycocotools (no mmdet/mmcv).
 
@@ -51,11 +53,13 @@ Example:
     >>> info['stats']['val']['boxes']  # doctest: +SKIP
 """
 from .generate import GENERATOR_VERSION, generate_synthetic_dataset
+from .presets import SYNTHETIC_PRESETS, generate_preset, presets_in_config
 from .render import SyntheticObject, render_synthetic_image
 from .shapes import DISTRACTOR_TYPES, SYNTHETIC_CLASSES
 from .stats import SIZE_BUCKETS, load_coco_stats, size_bucket
 
 __all__ = [
     'SYNTHETIC_CLASSES', 'DISTRACTOR_TYPES', 'SIZE_BUCKETS', 'GENERATOR_VERSION', 'SyntheticObject',
-    'render_synthetic_image', 'generate_synthetic_dataset', 'load_coco_stats', 'size_bucket'
+    'render_synthetic_image', 'generate_synthetic_dataset', 'load_coco_stats', 'size_bucket',
+    'SYNTHETIC_PRESETS', 'generate_preset', 'presets_in_config'
 ]

@@ -28,7 +28,9 @@ class DistillDiagnosticsHook(Hook):
     It reads the values :class:`~mmengine.hooks.RuntimeInfoHook` has already put
     in the message hub (``train/<key>``), so it adds no device work to the step.
     Runs before the LoggerHook, which then logs ``distill_ratio`` with the
-    losses. Models without ``distill_scale`` are left alone.
+    losses. Models without ``distill_scale`` are left alone; with ``loss_calibration``
+    the ratio is logged but never warned about (the calibrated factors, not the
+    values, set each loss's strength).
 
     Args:
         ratio_limit (float): warning threshold. Defaults to 100.
@@ -58,6 +60,11 @@ class DistillDiagnosticsHook(Hook):
         ratio = distill / max(task, 1e-12)
         hub.update_scalar('train/distill_ratio', ratio)
         off = ratio > self.ratio_limit or 0 < ratio < 1 / self.ratio_limit
+        # calibrated losses are set by their gradient share, not their value: a value
+        # ratio far from 1 is expected there and loss_weight no longer sets the strength
+        calibration = getattr(model, 'loss_calibration', None)
+        if calibration is not None:
+            return
         if scale == 1.0 and off and not self._warned:
             self._warned = True
             names = sorted(getattr(model, 'distill_losses', {}))

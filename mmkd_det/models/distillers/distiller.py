@@ -9,6 +9,7 @@ from torch import nn
 
 from mmkd_det.registry import MODELS, build_checked, check_kwargs, type_suggestions
 from ..recorders import ModuleOutputsRecorder, disable_inplace
+from .calibration import build_calibration
 from .data_preprocessor import DistillDataPreprocessor, same_preprocessing
 from .records import (INPLACE_MODES, bind_loss_inputs, heads_to_run, probe_records,
                       split_record_sources)
@@ -84,6 +85,14 @@ class Distiller(BaseModel):
             ``'keep'``: never; a record changed in place is an error. In every
             mode a record changed in place after capture is refused when a loss
             reads it (:class:`RecordError`), never used silently.
+        loss_calibration (dict, optional): ``dict(share, window=20, at_iter=None,
+            per='loss', terms=None)``: each loss (``per='term'``: each listed term)
+            times a factor, fixed once at ``at_iter`` (default
+            ``warmup_iters``: the ramp is over, full calibrated strength), that
+            makes its gradient ``share`` times the task loss's; no teacher before
+            the window, terms applied (and logged) as 0 in it; factors in the
+            checkpoint, logged as ``distill_factor.*`` (:mod:`.calibration`).
+            Defaults to None (off: the ``loss_weight`` alone).
 
     A misspelled keyword (``warmup_iter=``), loss key (``loss_weigth=``) or
     ``type`` anywhere in the detectors or losses raises an error naming the
@@ -104,6 +113,7 @@ class Distiller(BaseModel):
                  fuse_teacher_bn: bool = True,
                  teacher_channels_last: Optional[bool] = None,
                  inplace_activations: str = 'auto',
+                 loss_calibration: Optional[dict] = None,
                  data_preprocessor=None,
                  init_cfg=None,
                  **unknown):
@@ -159,6 +169,8 @@ class Distiller(BaseModel):
                 self.loss_bindings[name] = bind_loss_inputs(name, self.distill_losses[name],
                                                             self.record_specs)
         self._setup_losses(probe_size)
+        self.loss_calibration = build_calibration(loss_calibration, self.distill_losses,
+                                                  warmup_iters)
 
     # ----------------------------------------------------------------- build
     def init_weights(self) -> None:
@@ -199,6 +211,11 @@ class Distiller(BaseModel):
     def distill_scale(self) -> float:
         """Current factor of every distillation loss (warm-up, stop epoch)."""
         return self.schedule.factor()
+
+    def calibration_factors_dict(self) -> Dict[str, Optional[float]]:
+        """``{loss name: calibration factor}`` (None: not calibrated, or off)."""
+        calibration = self.loss_calibration
+        return calibration.factors_dict() if calibration else dict.fromkeys(self.distill_losses)
 
     # --------------------------------------------------------------- forward
     def forward(self,
@@ -243,8 +260,8 @@ class Distiller(BaseModel):
             return self.student.loss(inputs, data_samples)
 
     def loss(self, inputs, data_samples, teacher_inputs=None) -> dict:
-        scale = self.distill_scale()
-        if scale == 0.0:
+        scale, calibration, it = self.distill_scale(), self.loss_calibration, self.schedule.iter
+        if scale == 0.0 or (calibration and not calibration.active(it)):
             losses = self.student.loss(inputs, data_samples)
             # keep every trainable parameter in the graph (DDP without
             # find_unused_parameters) at zero cost
@@ -253,14 +270,21 @@ class Distiller(BaseModel):
                 losses['distill.loss_stopped'] = torch.stack(extra).sum()
             return losses
         losses = self.record_step(inputs, data_samples, teacher_inputs)
-        terms = {}
+        terms = {}  # loss name -> {logged key: term}
         for name, loss in self.distill_losses.items():
             value = loss(**self._loss_kwargs(name, data_samples))
             # a loss may return its terms (each logged, all summed by the runner)
-            for key, term in (value.items() if isinstance(value, dict) else [(None, value)]):
-                terms[name if key is None else f'{name}.{key}'] = term
-        self._check_finite(terms)
-        losses.update({f'distill.{k}': v * scale for k, v in terms.items()})
+            terms[name] = {f'{name}.{k}': v for k, v in value.items()} \
+                if isinstance(value, dict) else {name: value}
+        self._check_finite({k: v for named in terms.values() for k, v in named.items()})
+        weights = dict.fromkeys(terms, scale)
+        if calibration:  # 0 while it measures, then the fixed factors
+            factors = calibration.factors_now(it, terms, lambda: self.parse_losses(losses)[0],
+                                              self.student)
+            weights = {name: scale * factors[name] for name in terms}
+        for name, named in terms.items():
+            losses.update({f'distill.{k}': v * weights[name] for k, v in named.items()})
+        losses.update(calibration.log_vars() if calibration else {})
         # drop the references now: teacher tensors need not live through backward
         self.student_recorder.reset()
         self.teacher_recorder.reset()

@@ -64,6 +64,7 @@ from torch import Tensor
 from mmkd_det.registry import MODELS
 from ..utils import (check_level_strides, init_adapters, level_strides, map_gt_levels, pad_gt,
                      prior_ious)
+from ..utils.uncertainty_weighting import ElementErrors
 from .base_distill_loss import BaseDistillLoss, Shapes
 
 GT_LEVELS = ('all', 'roi')
@@ -245,3 +246,36 @@ class FGFILoss(BaseDistillLoss):
         else:
             loss = (sums / (2 * counts).clamp(min=1)).sum()
         return self.loss_weight * loss
+
+    def elementwise(self,
+                    s_feats: Sequence[Tensor],
+                    t_feats: Sequence[Tensor],
+                    *,
+                    gt_instances,
+                    student,
+                    batch_img_metas=None) -> ElementErrors:
+        r"""The unreduced terms of :meth:`forward` (without ``loss_weight``), for a
+        wrapper that reweights them (PAD): one group per level.
+
+        Per level :math:`e_l = (f_{adap}(s)_l - t_l)^2` (B, C, H, W), weight the
+        imitation mask :math:`I_l` (B, 1, H, W), normaliser :math:`2 N_p`
+        (``normalize='all'``, the same for every level) or :math:`2 N_{p,l}`
+        (``'level'``), at least 1; so that
+        :func:`~mmkd_det.models.utils.reduce_element_errors` gives
+        ``forward / loss_weight``.
+        """
+        s_feats, t_feats = self.adapted_pairs(s_feats, t_feats)
+        masks = self.masks(t_feats, gt_instances, student, batch_img_metas)
+        errors = []
+        for lvl, (s, t) in enumerate(zip(s_feats, t_feats)):
+            if s.shape != t.shape:
+                raise ValueError(f'FGFILoss: level {lvl}: adapted student {tuple(s.shape)} vs '
+                                 f'teacher {tuple(t.shape)}; let the Distiller call setup (it '
+                                 f'builds the adapters) or set adapter / resize_student.')
+            errors.append((s - t.detach()).pow(2))
+        counts = [m.sum() for m in masks]
+        if self.normalize == 'all':
+            norms = [(2 * torch.stack(counts).sum()).clamp(min=1)] * len(masks)
+        else:
+            norms = [(2 * c).clamp(min=1) for c in counts]
+        return ElementErrors(list(s_feats), errors, [m[:, None] for m in masks], norms)
