@@ -19,7 +19,8 @@ CONFIG_ROOT = osp.join(ROOT, 'configs')
 CONFIGS = sorted(
     p for p in glob.glob(osp.join(CONFIG_ROOT, '**', '*.py'), recursive=True) if '_base_' not in p)
 METHODS = ('frs', 'tid', 'skd', 'fitnet', 'fgfi', 'defeat', 'fgd', 'mgd', 'pkd', 'cwd', 'kd', 'ld',
-           'ssimkd', 'reviewkd', 'icd', 'mimic', 'dkd', 'dsig')
+           'ssimkd', 'reviewkd', 'icd', 'mimic', 'dkd', 'dsig', 'odgk', 'gid', 'drkd',
+           'pad', 'tadf', 'gdetkd')
 DETECTORS = ('retinanet', 'gfl', 'faster_rcnn', 'mask_rcnn')
 PAIRS = sorted(glob.glob(osp.join(CONFIG_ROOT, '_base_', 'pairs', '*.py')))
 METHOD_CONFIGS = [p for m in METHODS for p in sorted(glob.glob(osp.join(CONFIG_ROOT, m, '*.py')))]
@@ -196,6 +197,9 @@ def test_skd_coco_config_runs_one_loss_step(config, tmp_path, monkeypatch):
         assert torch.isfinite(losses['loss_mask']) and losses['loss_mask'] > 0
 
 
+_GDETKD = 'configs/gdetkd/gdetkd_faster_rcnn_r101_r50.py'
+
+
 @pytest.mark.parametrize('config,loss',
                          [('configs/pkd/pkd_retina_r101_r50.py', 'loss_pkd'),
                           ('configs/cwd/cwd_faster_rcnn_r101_r50.py', 'loss_cwd'),
@@ -212,7 +216,18 @@ def test_skd_coco_config_runs_one_loss_step(config, tmp_path, monkeypatch):
                           ('configs/icd/icd_retina_r101_r50.py', 'loss_rm'),
                           ('configs/icd/icd_retina_r101_r50.py', 'loss_pfi'),
                           ('configs/mimic/mimic_faster_rcnn_r101_r50.py', 'loss_mimic'),
-                          ('configs/dkd/dkd_faster_rcnn_r101_r50.py', 'loss_dkd.loss_nckd')])
+                          ('configs/dkd/dkd_faster_rcnn_r101_r50.py', 'loss_dkd.loss_nckd'),
+                          ('configs/pad/pad_faster_rcnn_r101_r50_mimic.py', 'loss_pad'),
+                          ('configs/pad/pad_faster_rcnn_r101_r50_fgfi.py', 'loss_pad'),
+                          ('configs/tadf/tadf_faster_rcnn_r101_r50.py', 'loss_tadf.loss_feat'),
+                          ('configs/gid/gid_faster_rcnn_r101_r50.py', 'loss_gid.loss_feature'),
+                          ('configs/gid/gid_retina_r101_r50.py', 'loss_gid.loss_relation'),
+                          ('configs/odgk/odgk_faster_rcnn_r101_r50.py', 'loss_odgk.local'),
+                          (_GDETKD, 'loss_gdetkd.loss_sgfi'), (_GDETKD, 'loss_gdetkd.loss_ckd'),
+                          ('configs/dsig/dsig_faster_rcnn_r101_r50.py', 'loss_dsig.loss_edge'),
+                          ('configs/dsig/dsig_faster_rcnn_r101_r50_logits.py',
+                           'loss_dsig.loss_logit_cls'),
+                          ('configs/drkd/drkd_retina_r101_r50.py', 'loss_drkd.loss_ir')])
 def test_review_method_coco_configs_run_one_loss_step(config, loss, tmp_path, monkeypatch):
     """The review's methods build at full R101 -> R50 width and give a finite loss;
     PKD keeps the first four levels; MGD's inherit variant starts from the teacher."""

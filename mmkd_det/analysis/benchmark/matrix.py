@@ -118,9 +118,12 @@ RUNS: Dict[str, RunSpec] = {
     # the review's remaining methods (issue 21) on the RetinaNet pair
     **{
         m: _syn(f'configs/{m.lower()}/{m.lower()}_retina_{_PAIR}')
-        for m in ('SSIMKD', 'ReviewKD', 'ICD')
+        for m in ('SSIMKD', 'ReviewKD', 'ICD', 'DRKD')
     },
     'ICD RM only': _syn('configs/icd/icd_retina_r18w48_r18w32_synthetic_rm_only.py'),
+    # PAD on FGFI (RetinaNet pair); 'FRCNN PAD' is PAD on Mimic
+    'PAD': _syn('configs/pad/pad_retina_' + _PAIR),
+    'GID': _syn('configs/gid/gid_retina_' + _PAIR),
     'ICD PFI only': _syn('configs/icd/icd_retina_r18w48_r18w32_synthetic_pfi_only.py'),
     'GFL LD': RunSpec('configs/ld/ld_gfl_' + _PAIR, teacher='GFL teacher'),
     # weight inheritance (FGD/MGD's inheriting strategy) on a student of the
@@ -155,7 +158,12 @@ RUNS: Dict[str, RunSpec] = {
     **{
         f'FRCNN {m}':
         RunSpec(f'configs/{m.lower()}/{m.lower()}_faster_rcnn_{_PAIR}', teacher='FRCNN teacher')
-        for m in ('Mimic', 'DKD')
+        for m in ('Mimic', 'DKD', 'PAD', 'TADF', 'GID', 'ODGK', 'GDetKD', 'DSIG')
+    },
+    **{
+        f'FRCNN GID {t} only':
+        RunSpec(f'configs/gid/gid_faster_rcnn_{_PAIR[:-3]}_{t}_only.py', teacher='FRCNN teacher')
+        for t in ('feature', 'relation', 'response')
     },
     'MaskRCNN teacher': RunSpec(_MRCNN + 'mask_rcnn_r18w48_synthetic.py'),
     'MaskRCNN student': RunSpec(_MRCNN + 'mask_rcnn_r18w32_synthetic.py'),
@@ -242,8 +250,13 @@ PRESETS: Dict[str, List[str]] = {
     # GFL pair: the teacher is the 'GFL teacher' run (or --teacher-ckpt)
     'review_gfl': ['GFL student', 'GFL FRS', 'GFL TID', 'GFL LD'],
     # issue 21's methods on the RetinaNet pair
-    'review2': ['student', 'SSIMKD', 'ReviewKD', 'ICD', 'ICD RM only', 'ICD PFI only'],
-    'faster_rcnn': ['FRCNN student', 'FRCNN Mimic', 'FRCNN DKD'],
+    'review2':
+    ['student', 'SSIMKD', 'ReviewKD', 'ICD', 'ICD RM only', 'ICD PFI only', 'PAD', 'GID', 'DRKD'],
+    'faster_rcnn': [
+        'FRCNN student', 'FRCNN Mimic', 'FRCNN DKD', 'FRCNN PAD', 'FRCNN TADF', 'FRCNN GID',
+        'FRCNN ODGK', 'FRCNN GDetKD', 'FRCNN DSIG', 'FRCNN GID feature only',
+        'FRCNN GID relation only', 'FRCNN GID response only'
+    ],
     # loss calibration against the papers' weights, per pair (issue 23)
     'calibration':
     ['student', 'FRS', 'TID', 'SKD', 'FRS calibrated', 'TID calibrated', 'SKD calibrated'],

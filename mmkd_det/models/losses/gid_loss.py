@@ -7,10 +7,14 @@ Paper: ``https://openaccess.thecvf.com/content/CVPR2021/papers/`` +
 ``github.com/daixinghome/Distill_GID_detectron2`` (RetinaNet only; its README says the
 original runs in a private framework and the accuracy alignment was not finished).
 
-Only the abstract of the paper was readable while this was written; the equations
-below are the method as the released code computes it, with the paper's GI-score
-formula where the two differ (``gi_score``). Every value that comes from the code and
-not from the paper text is marked "(code)"; configs/gid/README.md lists them.
+The paper's own text was not readable while this was written (only its abstract). The
+equations below combine (a) a detailed third-party summary of the paper's method section
+(GI score, GI box, RPN for two-stage detectors, NMS 0.3, K = 10, the adapted feature
+loss, the normalised-distance relation loss, the masked response loss and the total
+:math:`L = L_{GT} + \lambda_1 L_{Feature} + \lambda_2 L_{Relation} + \lambda_3
+L_{Response}`) and (b) the released code (normalisations, pooling, loss weights). Values
+that come from the code only are marked "(code)"; configs/gid/README.md lists every
+reading and which facts are unverified against the paper.
 
 **General instance selection (GISM)**: every prior of a dense head (RetinaNet's head;
 for Faster R-CNN its RPN) is a predicted instance ``r`` of teacher and student. GI
@@ -22,25 +26,28 @@ score and box (:func:`~mmkd_det.models.utils.general_instances.gi_score_and_box`
                                 B^{r}_s & \text{otherwise} \end{cases}
 
 then per image the 3000 (code) highest scores, boxes clipped to the image and sides
-``> 10`` px (code), NMS at IoU 0.3 and the top ``K = 10`` (code's defaults): the general
+``> 10`` px (code), NMS at IoU 0.3 and the top ``K = 10`` (summary and code): the general
 instances (GIs), :func:`~mmkd_det.models.utils.general_instances.select_general_instances`.
 No ground truth is used.
 
-**Feature-based** (:func:`gid_feature_loss`): FPN features of teacher and (adapted)
-student RoIAligned on the GIs (10 x 10, code), each GI from its FPN level:
+**Feature-based** (:func:`gid_feature_loss`): FPN features of teacher and student
+RoIAligned on the GIs (10 x 10, code), each GI from its FPN level, the student through a
+linear adapter :math:`f_{adapt}` (a 1x1 conv per level on the maps before pooling):
 
 .. math::
     L_{Feature} = \frac{1}{R\,S^2} \sum_{i=1}^{R} \| t_i - f_{adapt}(s_i) \|_2^2
 
 (``feature_normalize='positions'``, code: sum over channels, mean over GIs and pooled
-positions; ``'instances'``: mean over GIs only.)
+positions; ``'instances'``: mean over the GIs only, the summary's :math:`1/K`.)
 
 **Relation-based** (:func:`gid_relation_loss`), RKD's distance-wise loss on the GIs'
-pooled features (code: the unadapted student features, all GIs of the batch):
+pooled features: the adapted student features :math:`s'_i` as the summary writes
+(``relation_adapted=False``: the student's own, what the code computes, its adapter
+never running), all GIs of the batch (code):
 
 .. math::
     L_{Relation} = \frac{1}{n(n-1)} \sum_{i \ne j} l_\delta\Big(
-        \frac{\|t_i - t_j\|_2}{\mu_t}, \frac{\|s_i - s_j\|_2}{\mu_s}\Big), \qquad
+        \frac{\|t_i - t_j\|_2}{\mu_t}, \frac{\|s'_i - s'_j\|_2}{\mu_s}\Big), \qquad
     \mu = \frac{1}{n(n-1)} \sum_{i \ne j} \|x_i - x_j\|_2
 
 with :math:`l_\delta` the smooth L1 (Huber) loss, :math:`\delta = 1`.
@@ -53,17 +60,19 @@ positive when the GIs are the ground truth form the mask :math:`M`;
     L_{Response} = \frac{w_{cls}}{\sum M} \sum_r M_r\, BCE(y^{r}_s, \sigma(y^{r}_t))
                  + \frac{w_{reg}}{\sum M} \sum_r M_r\, \| \delta^{r}_s - \delta^{r}_t \|_1
 
-on the raw outputs (class logits summed over classes, box deltas; code).
+on the raw outputs (class logits summed over classes, box deltas; code: BCE and L1; the
+summary says the detector's own loss types, with weights α, β).
 
 Total: ``loss_weight * (λ_f L_Feature, λ_r L_Relation, L_Response)``, returned as the
 dict ``loss_feature`` / ``loss_relation`` / ``loss_response`` (each logged); a term
 whose weight is 0 is not computed and not returned.
 
-**Faster R-CNN.** The released code distils RetinaNet only (its R-CNN wrapper returns
+**Faster R-CNN.** The paper (as summarised) uses the RPN's objectness and proposals for
+two-stage detectors; the released code distils RetinaNet only (its R-CNN wrapper returns
 losses, no predictions). Here GISM and the response term read the RPN (``head='auto'``
 picks ``rpn_head`` for a two-stage detector): objectness as the one-class score, the
 RPN's decoded anchors as boxes, and its assigner (IoU 0.7 / low-quality 0.3) for the
-mask. Features are pooled with the detectors' RoI extractors (or ``roi_extractor``).
+mask. Features are pooled with ``roi_extractor`` (or the detectors' own extractors).
 """
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -253,17 +262,19 @@ class GIDLoss(BaseDistillLoss):
         relation_weight (float): λ_r (code: 40).
         relation_beta (float): δ of the smooth L1 (code: 1).
         relation_scope (str): 'batch' (all GIs of the batch, code) or 'image'.
-        relation_adapted (bool): use the adapted student features for the relation
-            term (False: the student's own features, code).
+        relation_adapted (bool): the relation term on the adapted student features
+            (True, the summary's :math:`s'_i`) or the student's own (False, what the
+            released code computes, its adapter never being applied).
         response_cls_weight (float): w_cls (code's default config: 0.1).
         response_reg_weight (float): w_reg (code's default config: 0.1).
         response_iou_thrs (tuple, optional): ``(pos_iou_thr, min_pos_iou)`` for
             the response mask (``min_pos_iou`` None: no low-quality matches);
             None: the head's ``MaxIoUAssigner`` settings.
         **kwargs: ``loss_weight`` (scales every term), ``inputs``, ``adapter``
-            (default 'auto': a 1x1 conv per level where the widths differ; the
-            released code declares a 3x3 conv, ``dict(kernel_size=3)``, that its
-            forward never applies), ``resize_student``.
+            (default ``dict(kernel_size=1)``: :math:`f_{adapt}`, a 1x1 conv per
+            level; the released code declares one 3x3 conv shared by the levels,
+            ``dict(kernel_size=3)`` here per level, that its forward never applies:
+            ``'auto'`` / ``None`` give no adapter at equal widths), ``resize_student``.
     """
 
     default_inputs = dict(
@@ -275,7 +286,7 @@ class GIDLoss(BaseDistillLoss):
         t_reg='teacher.reg')
     feature_pairs = (('s_feats', 't_feats'), )
     same_shape_pairs = (('s_cls', 't_cls'), ('s_reg', 't_reg'))
-    default_adapter = 'auto'
+    default_adapter = dict(kernel_size=1)
 
     def __init__(self,
                  head: str = 'auto',
@@ -290,7 +301,7 @@ class GIDLoss(BaseDistillLoss):
                  relation_weight: float = 40.0,
                  relation_beta: float = 1.0,
                  relation_scope: str = 'batch',
-                 relation_adapted: bool = False,
+                 relation_adapted: bool = True,
                  response_cls_weight: float = 0.1,
                  response_reg_weight: float = 0.1,
                  response_iou_thrs: Optional[Tuple[float, Optional[float]]] = None,
@@ -324,6 +335,8 @@ class GIDLoss(BaseDistillLoss):
         self.response_cls_weight = float(response_cls_weight)
         self.response_reg_weight = float(response_reg_weight)
         self.response_iou_thrs = response_iou_thrs
+        if not (self.feature_weight or (self.relation_weight and relation_adapted)):
+            self.feature_pairs = ()  # no adapter to build (nor to leave without gradient)
 
     # ---------------------------------------------------------------- pieces
     def dense_head(self, detector):

@@ -45,9 +45,10 @@ Departures (options, README): the authors regenerate the prototypes once per epo
 from a pass of both detectors over up to 800 images per class; here a class-wise bank
 keeps the instance features of the last ``bank_size`` instances per class seen in
 training and the prototypes are re-selected from it every ``update_interval``
-training steps (the first at the first step; the bank need not be full). The authors' prototypes are per FPN level with every instance
-pooled from every level; here one set per class with each instance pooled from its
-RoI level. The bank is per process (not gathered across GPUs).
+training steps (the first at the first step; the bank need not be full). The
+authors' prototypes are per FPN level with every instance pooled from every level;
+here one set per class with each instance pooled from its RoI level. The bank is per
+process (not gathered across GPUs).
 """
 from contextlib import contextmanager
 from typing import Dict, Optional, Sequence, Tuple, Union

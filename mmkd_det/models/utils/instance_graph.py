@@ -13,7 +13,6 @@ Shape shorthand: ``N`` nodes of the batch, ``D`` feature length, ``B`` images (g
 """
 from typing import Optional
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

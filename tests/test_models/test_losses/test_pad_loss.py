@@ -126,8 +126,8 @@ def test_errors():
     with pytest.raises(ValueError, match='granularity'):
         PADLoss(loss=dict(type='MimicLoss'), granularity='image')
     with pytest.raises(RuntimeError, match='setup'):
-        PADLoss(loss=dict(type='MimicLoss', rois='gt'))([torch.zeros(1, 1, 4, 4)],
-                                                          [torch.zeros(1, 1, 4, 4)])
+        feats = [torch.zeros(1, 1, 4, 4)]
+        PADLoss(loss=dict(type='MimicLoss', rois='gt'))(feats, feats)
 
 
 def _distiller(tmp_path, kind, inner, recorders):
