@@ -114,3 +114,26 @@ def frs_distiller_cfg(kind='retina',
 @pytest.fixture
 def frs_cfg():
     return frs_distiller_cfg
+
+
+def tiny_loss_distiller(tmp_path, kind: str, loss_name: str, loss_cfg: dict, levels=None):
+    """A tiny Distiller (teacher width 16, saved with seed 1; student width 8) of
+    ``kind`` ('retina', 'faster', ...) with the FPN recorded as ``fpn`` (``levels``
+    of it, if given) and one distillation loss."""
+    from mmkd_det.registry import MODELS
+    ckpt = save_weights(tiny_model_cfg(kind, 16), str(tmp_path / 't.pth'), seed=1)
+    fpn = dict(source='neck') if levels is None else dict(source='neck', levels=list(levels))
+    return MODELS.build(
+        dict(type='Distiller', student=tiny_model_cfg(kind, 8), teacher=tiny_model_cfg(kind, 16),
+             teacher_ckpt=ckpt, recorders=dict(fpn=fpn), distill_losses={loss_name: loss_cfg},
+             probe_size=64))
+
+
+def demo_batch(model, num_items=(3, 1)) -> dict:
+    """Two 64 x 64 demo images with ``num_items`` boxes of 3 classes (seed 0), through
+    the student's data preprocessor (training mode)."""
+    from mmdet.testing import demo_mm_inputs
+    torch.manual_seed(0)
+    data = demo_mm_inputs(batch_size=2, image_shapes=[(3, 64, 64)] * 2,
+                          num_items=list(num_items), num_classes=3)
+    return model.student.data_preprocessor(data, True)

@@ -9,6 +9,7 @@ repeats them interleaved, the order rotated every iteration, and
 (see :mod:`mmkd_det.analysis.cost` for their definitions).
 """
 import ctypes
+import dataclasses
 import gc
 import re
 import resource
@@ -140,12 +141,28 @@ class Step:
                     if bound[1] == 'student':
                         self._leaves += kwargs[arg]
             self._loss_inputs[name] = kwargs
+        # losses on the student's own RoIs (Mimic, DKD, ...) read a capture that is
+        # used up by one call: keep it, the student's tensors as leaves, and hand
+        # it back before every call
+        self._captures = []
+        for module in m.distill_losses.modules():
+            capture = getattr(module, '_capture', None)
+            record = getattr(capture, 'record', None)
+            if record is not None:
+                leaves = dict(
+                    cls_score=record.cls_score.detach().requires_grad_(),
+                    bbox_pred=record.bbox_pred.detach().requires_grad_(),
+                    feats=tuple(f.detach().requires_grad_() for f in record.feats))
+                self._leaves += [leaves['cls_score'], leaves['bbox_pred'], *leaves['feats']]
+                self._captures.append((capture, dataclasses.replace(record, **leaves)))
         m.student_recorder.reset()
         m.teacher_recorder.reset()
 
     def loss_alone(self):
         if not hasattr(self, '_loss_inputs'):
             self._fix_loss_inputs()
+        for capture, record in self._captures:
+            capture.record = record
         terms = []
         for name, loss in self.model.distill_losses.items():
             value = loss(**self._loss_inputs[name])

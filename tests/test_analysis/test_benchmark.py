@@ -216,3 +216,11 @@ def test_old_run_info_finds_the_teacher_by_name():
     results = [fake('teacher', 0, 8.0), fake('student', 0, 4.0), fake('TID', 0, 6.0)]
     row = benchmark.table(results).splitlines()[4].split(' | ')
     assert row[8:10] == ['8.0', '50 %']
+
+
+def test_gap_closed_uses_the_student_of_the_same_seeds():
+    results = [fake('student', 0, 4.0), fake('student', 1, 6.0),
+               dict(fake('FRS', 0, 5.0), teacher_run='teacher')]
+    row = benchmark.table(results, teachers=[fake('teacher', 0, 8.0)]).splitlines()[3]
+    # seed 0 only: gain +1.0 over a gap of 8 - 4 (not 8 - mean(4, 6))
+    assert row.split(' | ')[7:10] == ['+1.0 (+1.0)', '8.0', '25 %']

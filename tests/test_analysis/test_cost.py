@@ -143,3 +143,35 @@ def test_time_steps_times_the_parts_inside_each_step(setup):
     assert res['parts_seconds']['distill.backward'] == statistics.mean(parts['distill.backward'])
     line = parts_line(res)
     assert line.startswith('inside distill (alone): teacher_forward') and line.count(' s (') == 3
+
+
+def test_loss_alone_repeats_a_loss_on_the_students_own_rois(setup):
+    """Mimic pools on the RoIs the student's RPN proposed in the recorded step: the
+    loss-alone phase hands the loss that capture again on every call (it is used up
+    by one), so it can be timed repeatedly, and it gives the loss's adapters the
+    gradients of the whole distillation step."""
+    import os.path as osp
+
+    import torch
+    from mmengine.registry import DefaultScope
+
+    from mmkd_det.models.distillers import load_model_cfg
+    from tests.conftest import save_weights
+    tmp, _, options = setup
+    config = osp.join(ROOT, 'configs/mimic/mimic_faster_rcnn_r18w48_r18w32_synthetic.py')
+    teacher = load_model_cfg(osp.join(ROOT, 'configs/faster_rcnn/faster_rcnn_r18w48_synthetic.py'),
+                             'teacher')
+    with DefaultScope.overwrite_default_scope('mmkd_det'):
+        ckpt = save_weights(teacher, str(tmp / 'frcnn_teacher.pth'))
+    step = Step.from_config(config, parse_options(options[1:] + ['model.warmup_iters=0']), ckpt)
+    step.model.train()
+    torch.manual_seed(0)
+    step.distill()
+    want = {n: p.grad.clone() for n, p in step.model.distill_losses.named_parameters()}
+    for _ in range(2):   # twice: the capture is handed back each time
+        step.loss_alone()
+    got = {n: p.grad for n, p in step.model.distill_losses.named_parameters()}
+    assert want.keys() == got.keys() and any(g.abs().max() > 0 for g in want.values())
+    scale = max(g.abs().max().item() for g in want.values())
+    for k in want:   # (levels no RoI maps to get none in both)
+        assert torch.allclose(got[k], want[k], rtol=1e-4, atol=1e-6 * scale), k

@@ -55,8 +55,9 @@ def table(results: list, baseline: list = (), kind: str = 'bbox', teachers: list
 
     Every distillation row shows its teacher's headline metric (from ``results`` or
     ``teachers``, the run_info of teacher runs) and the share of the teacher-student
-    gap its mean paired gain closes: ``gain / (teacher - student mean)`` ('–' when
-    the teacher is not above the student)."""
+    gap its mean paired gain closes: ``gain / (teacher - student)``, the student's
+    mAP averaged over the same seeds as the gain ('–' when the teacher is not above
+    the student)."""
     keys, titles = KINDS[kind]
     by_name, infos = {}, {}
     for r in list(results) + [t for t in teachers if t['name'] not in {x['name'] for x in results}]:
@@ -91,7 +92,9 @@ def table(results: list, baseline: list = (), kind: str = 'bbox', teachers: list
         if teacher in by_name:
             t_map = st.mean(v[0] for v in by_name[teacher].values())
             teacher_cell = f'{t_map:.1f}'
-            gap = t_map - st.mean(v[0] for v in base.values()) if base else 0.0
+            # the student of the same seeds as the paired gain
+            same = [base[s][0] for s in seeds if s in base]
+            gap = t_map - st.mean(same) if same else 0.0
             closed = f'{100 * st.mean(paired) / gap:.0f} %' if paired and gap > 0 else '–'
         per_seed = ', '.join(f'{seeds[s][0]:.1f}' for s in sorted(seeds))
         lines.append(f'| {name} | {cells} | {gain} | {teacher_cell} | {closed} | {per_seed} |')

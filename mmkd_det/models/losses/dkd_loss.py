@@ -39,14 +39,13 @@ ground-truth boxes with their labels). The authors exclude the target from NCKD 
 subtracting 1000 from its logit; here it is excluded exactly (the same value up to
 :math:`e^{-1000}`).
 """
-from contextlib import contextmanager
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from mmkd_det.registry import MODELS
-from ..utils.roi_records import (RoICapture, capture_student_rois, gt_rois, roi_head_outputs,
+from ..utils.roi_records import (RoICapture, RoICaptureMixin, gt_rois, roi_head_outputs,
                                  teacher_roi_outputs)
 from .base_distill_loss import BaseDistillLoss
 
@@ -111,7 +110,7 @@ def dkd_terms(s_logits: Tensor,
 
 
 @MODELS.register_module()
-class DKDLoss(BaseDistillLoss):
+class DKDLoss(RoICaptureMixin, BaseDistillLoss):
     r"""Decoupled KD (Eq. 7) on the R-CNN classification logits of the same RoIs.
 
     Returns two terms, ``loss_tckd`` = :math:`w \alpha T^2 \overline{\mathrm{TCKD}}`
@@ -149,13 +148,6 @@ class DKDLoss(BaseDistillLoss):
         self.temperature = float(temperature)
         self.rois = rois
         self._capture: Optional[RoICapture] = None
-
-    @contextmanager
-    def student_context(self, student):
-        """Capture the student's sampled RoIs, labels, logits and features."""
-        with capture_student_rois(student) as capture:
-            self._capture = capture
-            yield
 
     @staticmethod
     def _check_heads(student, teacher) -> None:

@@ -84,7 +84,6 @@ Readings (options):
 * Images without positives or negatives contribute 0 to the affected term (the
   authors' per-image mean of an empty set is NaN).
 """
-from contextlib import contextmanager
 from typing import Dict, Optional, Sequence
 
 import torch
@@ -92,7 +91,7 @@ from torch import Tensor
 
 from mmkd_det.registry import MODELS
 from ..utils.instance_graph import cosine_similarity_matrix, group_sum, same_group_pairs
-from ..utils.roi_records import (RoICapture, build_roi_extractor, capture_student_rois,
+from ..utils.roi_records import (RoICapture, RoICaptureMixin, build_roi_extractor,
                                  pool_teacher_student, teacher_roi_outputs)
 from .base_distill_loss import BaseDistillLoss
 
@@ -264,7 +263,7 @@ def logit_reg_kd(s_deltas: Tensor,
 
 
 @MODELS.register_module()
-class DSIGLoss(BaseDistillLoss):
+class DSIGLoss(RoICaptureMixin, BaseDistillLoss):
     r"""Structured instance graph distillation on the student's sampled RoIs.
 
     Returns ``loss_node_fg`` = :math:`w\,w_{fg} \sum_i L^{fg}_i`, ``loss_node_bg`` =
@@ -351,13 +350,6 @@ class DSIGLoss(BaseDistillLoss):
         # an RoI extractor has no parameters (nothing in checkpoints)
         self._extractor = None if roi_extractor is None else build_roi_extractor(roi_extractor)
         self._capture: Optional[RoICapture] = None
-
-    @contextmanager
-    def student_context(self, student):
-        """Capture the student's sampled RoIs (positives and negatives) of its task loss."""
-        with capture_student_rois(student) as capture:
-            self._capture = capture
-            yield
 
     def _teacher_head_outputs(self, teacher, t_feats, t_rois: Tensor, rois: Tensor, softmax: bool):
         """The teacher's R-CNN logits and box deltas on the RoIs: its head on the already

@@ -43,7 +43,6 @@ equation numbers are not cited. Whether :math:`\mathcal{K}_i` contains the posit
 is an option (``ckd_denominator``): ``'all'`` (standard InfoNCE, default) or
 ``'negatives'`` (the re-implementation).
 """
-from contextlib import contextmanager
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
@@ -53,7 +52,7 @@ from torch import Tensor, nn
 from mmkd_det.registry import MODELS
 from ..utils.roi_instance_features import (level_strides_from, pool_every_level,
                                            roi_head_embeddings, same_image_ious)
-from ..utils.roi_records import RoICapture, capture_student_rois, pool_roi_features, select_rois
+from ..utils.roi_records import RoICapture, RoICaptureMixin, pool_roi_features, select_rois
 from .base_distill_loss import BaseDistillLoss
 
 GDETKD_ROIS = ('gt', 'sampled')
@@ -146,7 +145,7 @@ def ckd_loss(q: Tensor,
 
 
 @MODELS.register_module()
-class GDetKDLoss(BaseDistillLoss):
+class GDetKDLoss(RoICaptureMixin, BaseDistillLoss):
     """SGFI and CKD on RoIs of a two-stage pair (see the module docstring).
 
     Needs every FPN level of both detectors (``fpn=dict(source='neck')``, P2-P6 for
@@ -249,15 +248,9 @@ class GDetKDLoss(BaseDistillLoss):
             dims = self.ckd_channels if self.ckd_feature == 'rcnn' else (s_channels, t_channels)
             self.ckd_proj = nn.Linear(dims[0], dims[1], bias=False)
 
-    @contextmanager
-    def student_context(self, student):
-        """Capture the student's sampled RoIs (only for ``rois='sampled'``)."""
-        if self.rois != 'sampled':
-            yield
-            return
-        with capture_student_rois(student) as capture:
-            self._capture = capture
-            yield
+    def captures_rois(self) -> bool:
+        """Only the options that pool on the student's RoIs need them."""
+        return self.rois == 'sampled'
 
     # ------------------------------------------------------------------ memory
     def _push_memory(self, keys: Tensor) -> None:

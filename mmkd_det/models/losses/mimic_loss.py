@@ -39,13 +39,12 @@ Readings (options):
   (``dict(type='SingleRoIExtractor', roi_layer=dict(type='RoIAlign', ...), ...)``)
   pools both with that one.
 """
-from contextlib import contextmanager
 from typing import Optional, Sequence
 
 from torch import Tensor
 
 from mmkd_det.registry import MODELS
-from ..utils.roi_records import (ROI_KINDS, RoICapture, build_roi_extractor, capture_student_rois,
+from ..utils.roi_records import (ROI_KINDS, RoICapture, RoICaptureMixin, build_roi_extractor,
                                  pool_teacher_student, select_rois)
 from ..utils.uncertainty_weighting import ElementErrors
 from .base_distill_loss import BaseDistillLoss
@@ -84,7 +83,7 @@ def mimic_l2(s_rois: Tensor, t_rois: Tensor, normalize: str = 'dims') -> Tensor:
 
 
 @MODELS.register_module()
-class MimicLoss(BaseDistillLoss):
+class MimicLoss(RoICaptureMixin, BaseDistillLoss):
     """Feature mimicking on RoIs of a two-stage student (Eq. 5 by default).
 
     Needs the FPN levels the RoI extractors read from both detectors (a recorder
@@ -123,15 +122,9 @@ class MimicLoss(BaseDistillLoss):
         self._extractor = None if roi_extractor is None else build_roi_extractor(roi_extractor)
         self._capture: Optional[RoICapture] = None
 
-    @contextmanager
-    def student_context(self, student):
-        """Capture the student's RoIs of its task loss (not needed for rois='gt')."""
-        if self.rois == 'gt':
-            yield
-            return
-        with capture_student_rois(student) as capture:
-            self._capture = capture
-            yield
+    def captures_rois(self) -> bool:
+        """Only the options that pool on the student's RoIs need them."""
+        return self.rois != 'gt'
 
     def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor], *, gt_instances,
                 student, teacher) -> Tensor:

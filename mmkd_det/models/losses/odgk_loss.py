@@ -50,7 +50,6 @@ authors' prototypes are per FPN level with every instance pooled from every leve
 here one set per class with each instance pooled from its RoI level. The bank is per
 process (not gathered across GPUs).
 """
-from contextlib import contextmanager
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -60,7 +59,7 @@ from torch import Tensor
 from mmkd_det.registry import MODELS
 from ..utils.prototypes import (ClassFeatureBank, density_candidates, prototype_similarity,
                                 select_prototypes)
-from ..utils.roi_records import (RoICapture, build_roi_extractor, capture_student_rois,
+from ..utils.roi_records import (RoICapture, RoICaptureMixin, build_roi_extractor,
                                  pool_teacher_student, select_rois)
 from .base_distill_loss import BaseDistillLoss
 
@@ -109,7 +108,7 @@ def global_knowledge_loss(g_s: Tensor, g_t: Tensor, weight: Tensor, inst_mask: T
 
 
 @MODELS.register_module()
-class ODGKLoss(BaseDistillLoss):
+class ODGKLoss(RoICaptureMixin, BaseDistillLoss):
     """Global-knowledge distillation with paired prototypes (see the module docstring).
 
     Needs the FPN levels the RoI extractors read from both detectors (``fpn`` with
@@ -193,15 +192,9 @@ class ODGKLoss(BaseDistillLoss):
         self.prototypes: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]] = None
         self._steps = 0
 
-    @contextmanager
-    def student_context(self, student):
-        """Capture the student's sampled RoIs (only for ``rois='sampled'``)."""
-        if self.rois != 'sampled':
-            yield
-            return
-        with capture_student_rois(student) as capture:
-            self._capture = capture
-            yield
+    def captures_rois(self) -> bool:
+        """Only the options that pool on the student's RoIs need them."""
+        return self.rois == 'sampled'
 
     # --------------------------------------------------------------- prototypes
     def update_prototypes(self) -> None:

@@ -63,7 +63,6 @@ numbers and hyper-parameters are unverified here; every reading below is an opti
 * weights ``feat_weight``, ``cls_weight``, ``reg_weight`` (defaults 1; the configs
   set the feature weight to FGFI's 0.01, the method TADF's feature term refines).
 """
-from contextlib import contextmanager
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -74,7 +73,7 @@ from torch import Tensor
 from mmkd_det.registry import MODELS
 from ..utils import check_level_strides, map_gt_levels, pad_gt, resolve_strides
 from ..utils.gaussian_masks import gaussian_box_masks
-from ..utils.roi_records import RoICapture, capture_student_rois, teacher_roi_outputs
+from ..utils.roi_records import RoICapture, RoICaptureMixin, teacher_roi_outputs
 from .base_distill_loss import BaseDistillLoss
 
 GT_LEVELS = ('all', 'roi')
@@ -153,7 +152,7 @@ def matched_gt(rois: Tensor, labels: Tensor, gt: Tensor, gt_labels: Tensor, vali
 
 
 @MODELS.register_module()
-class TADFLoss(BaseDistillLoss):
+class TADFLoss(RoICaptureMixin, BaseDistillLoss):
     """Task adaptive distillation of a two-stage detector (module docstring).
 
     Needs the neck levels (recorder ``fpn=dict(source='neck')``; the RoI head reads
@@ -218,13 +217,6 @@ class TADFLoss(BaseDistillLoss):
         self.reg_gate, self.reg_loss, self.decay = reg_gate, reg_loss, decay
         self.strides = strides
         self._capture: Optional[RoICapture] = None
-
-    @contextmanager
-    def student_context(self, student):
-        """Capture the student's sampled RoIs, labels and R-CNN outputs of its task loss."""
-        with capture_student_rois(student) as capture:
-            self._capture = capture
-            yield
 
     def decay_factor(self) -> float:
         r""":math:`r(t)`: ``1 - epoch / max_epochs`` (0-based epoch, i.e. :math:`1 - (t - 1)

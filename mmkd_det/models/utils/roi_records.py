@@ -194,6 +194,29 @@ def capture_student_rois(student: nn.Module) -> Iterator[RoICapture]:
         _set_or_restore(head, 'loss', prev_loss)
 
 
+class RoICaptureMixin:
+    """For a distillation loss on the student's own RoIs: its ``student_context``
+    (entered by the Distiller around the student's task loss) captures them with
+    :func:`capture_student_rois` into ``self._capture``, unless
+    :meth:`captures_rois` says the loss's options need none (e.g. ``rois='gt'``).
+    Put it before :class:`BaseDistillLoss` in the bases."""
+
+    _capture: Optional[RoICapture] = None
+
+    def captures_rois(self) -> bool:
+        """Whether this step needs the student's RoIs (default: always)."""
+        return True
+
+    @contextmanager
+    def student_context(self, student: nn.Module) -> Iterator[None]:
+        if not self.captures_rois():
+            yield
+            return
+        with capture_student_rois(student) as capture:
+            self._capture = capture
+            yield
+
+
 def gt_rois(gt_instances: Sequence) -> Tuple[Tensor, Tensor]:
     """The ground-truth boxes as RoIs: ``(R, 5)`` in ``bbox2roi`` layout and their
     ``(R,)`` labels."""

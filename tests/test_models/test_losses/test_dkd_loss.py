@@ -6,12 +6,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from mmdet.testing import demo_mm_inputs
 
 from mmkd_det.models.losses import DKDLoss
 from mmkd_det.models.losses.dkd_loss import dkd_terms
 from mmkd_det.registry import MODELS
-from tests.conftest import save_weights, tiny_model_cfg
+from tests.conftest import demo_batch, save_weights, tiny_model_cfg
 
 
 def _loop_dkd(s_logits, t_logits, target, T):
@@ -124,10 +123,7 @@ def _distiller(tmp_path, **loss_cfg):
 
 
 def _data(model):
-    torch.manual_seed(0)
-    data = demo_mm_inputs(batch_size=2, image_shapes=[(3, 64, 64)] * 2, num_items=[3, 1],
-                          num_classes=3)
-    return model.student.data_preprocessor(data, True)
+    return demo_batch(model, (3, 1))
 
 
 @pytest.mark.parametrize('rois', ['sampled', 'gt'])

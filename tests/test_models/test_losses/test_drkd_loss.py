@@ -13,8 +13,7 @@ from mmkd_det.models.losses import DRKDLoss
 from mmkd_det.models.losses.drkd_loss import (instance_loss, instance_relations,
                                               pixel_relation_loss, relation_distance,
                                               topk_relation_filter)
-from mmkd_det.registry import MODELS
-from tests.conftest import save_weights, tiny_model_cfg
+from tests.conftest import tiny_loss_distiller
 
 
 def test_pixel_and_instance_terms_by_hand():
@@ -144,12 +143,8 @@ def test_loss_against_independent_recomputation():
 
 
 def _pair(tmp_path, **loss_cfg):
-    ckpt = save_weights(tiny_model_cfg('retina', 16), str(tmp_path / 't.pth'), seed=1)
-    return MODELS.build(
-        dict(type='Distiller', student=tiny_model_cfg('retina', 8),
-             teacher=tiny_model_cfg('retina', 16), teacher_ckpt=ckpt,
-             recorders=dict(fpn=dict(source='neck')),
-             distill_losses=dict(loss_drkd=dict(type='DRKDLoss', **loss_cfg)), probe_size=64))
+    return tiny_loss_distiller(tmp_path, 'retina', 'loss_drkd',
+                               dict(type='DRKDLoss', **loss_cfg))
 
 
 @pytest.mark.parametrize('train_teacher_modules', [True, False])

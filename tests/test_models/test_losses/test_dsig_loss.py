@@ -7,13 +7,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from mmdet.testing import demo_mm_inputs
 
 from mmkd_det.models.losses import DSIGLoss
 from mmkd_det.models.losses.dsig_loss import (edge_loss, logit_cls_kd, logit_reg_kd,
                                               mine_background, node_losses)
 from mmkd_det.registry import MODELS
-from tests.conftest import save_weights, tiny_model_cfg
+from tests.conftest import demo_batch, tiny_loss_distiller, tiny_model_cfg
 
 
 def test_node_terms_by_hand():
@@ -169,19 +168,12 @@ def test_options_and_errors():
 
 
 def _pair(tmp_path, **loss_cfg):
-    ckpt = save_weights(tiny_model_cfg('faster', 16), str(tmp_path / 't.pth'), seed=1)
-    return MODELS.build(
-        dict(type='Distiller', student=tiny_model_cfg('faster', 8),
-             teacher=tiny_model_cfg('faster', 16), teacher_ckpt=ckpt,
-             recorders=dict(fpn=dict(source='neck', levels=[0, 1, 2, 3])),
-             distill_losses=dict(loss_dsig=dict(type='DSIGLoss', **loss_cfg)), probe_size=64))
+    return tiny_loss_distiller(tmp_path, 'faster', 'loss_dsig',
+                               dict(type='DSIGLoss', **loss_cfg), levels=[0, 1, 2, 3])
 
 
 def _data(model):
-    torch.manual_seed(0)
-    data = demo_mm_inputs(batch_size=2, image_shapes=[(3, 64, 64)] * 2, num_items=[3, 1],
-                          num_classes=3)
-    return model.student.data_preprocessor(data, True)
+    return demo_batch(model, (3, 1))
 
 
 @pytest.mark.parametrize('reduction', ['sum', 'mean'])

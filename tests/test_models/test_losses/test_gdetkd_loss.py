@@ -13,7 +13,7 @@ from mmengine.structures import InstanceData
 from mmkd_det.models.losses import GDetKDLoss
 from mmkd_det.models.losses.gdetkd_loss import ckd_loss, sgfi_level_weights, sgfi_loss
 from mmkd_det.registry import MODELS
-from tests.conftest import save_weights, tiny_model_cfg
+from tests.conftest import tiny_loss_distiller, tiny_model_cfg
 
 
 def test_sgfi_by_hand():
@@ -181,13 +181,8 @@ def test_options_and_errors():
 
 
 def _pair(tmp_path, **loss_cfg):
-    ckpt = save_weights(tiny_model_cfg('faster', 16), str(tmp_path / 't.pth'), seed=1)
-    return MODELS.build(
-        dict(type='Distiller', student=tiny_model_cfg('faster', 8),
-             teacher=tiny_model_cfg('faster', 16), teacher_ckpt=ckpt,
-             recorders=dict(fpn=dict(source='neck')),
-             distill_losses=dict(loss_gdetkd=dict(type='GDetKDLoss', **loss_cfg)),
-             probe_size=64))
+    return tiny_loss_distiller(tmp_path, 'faster', 'loss_gdetkd',
+                               dict(type='GDetKDLoss', **loss_cfg))
 
 
 @pytest.mark.parametrize('rois', ['gt', 'sampled'])

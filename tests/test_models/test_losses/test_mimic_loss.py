@@ -3,13 +3,12 @@ the loss against a per-RoI loop on mmdet's extractor, and one Distiller step on 
 Faster R-CNN pair."""
 import pytest
 import torch
-from mmdet.testing import demo_mm_inputs
 from mmengine.structures import InstanceData
 
 from mmkd_det.models.losses import MimicLoss
 from mmkd_det.models.losses.mimic_loss import mimic_l2
 from mmkd_det.registry import MODELS
-from tests.conftest import save_weights, tiny_model_cfg
+from tests.conftest import demo_batch, tiny_loss_distiller, tiny_model_cfg
 
 # one level of stride 1, RoIAlign 2 x 2, one sample per bin at its centre
 # x1 - 0.5 + (j + 0.5) * w / 2 (aligned): exact on maps linear in x
@@ -78,19 +77,12 @@ def test_options_and_errors():
 
 
 def _pair(tmp_path, **loss_cfg):
-    ckpt = save_weights(tiny_model_cfg('faster', 16), str(tmp_path / 't.pth'), seed=1)
-    return MODELS.build(
-        dict(type='Distiller', student=tiny_model_cfg('faster', 8),
-             teacher=tiny_model_cfg('faster', 16), teacher_ckpt=ckpt,
-             recorders=dict(fpn=dict(source='neck', levels=[0, 1, 2, 3])),
-             distill_losses=dict(loss_mimic=dict(type='MimicLoss', **loss_cfg)), probe_size=64))
+    return tiny_loss_distiller(tmp_path, 'faster', 'loss_mimic',
+                               dict(type='MimicLoss', **loss_cfg), levels=[0, 1, 2, 3])
 
 
 def _data(model):
-    torch.manual_seed(0)
-    data = demo_mm_inputs(batch_size=2, image_shapes=[(3, 64, 64)] * 2, num_items=[3, 1],
-                          num_classes=3)
-    return model.student.data_preprocessor(data, True)
+    return demo_batch(model, (3, 1))
 
 
 @pytest.mark.parametrize('rois', ['proposals', 'sampled'])

@@ -5,14 +5,13 @@ Distiller steps on a tiny Faster R-CNN pair."""
 import pytest
 import torch
 import torch.nn.functional as F
-from mmdet.testing import demo_mm_inputs
 from mmengine.structures import InstanceData
 
 from mmkd_det.models.losses import ODGKLoss
 from mmkd_det.models.losses.odgk_loss import global_knowledge_loss, robustness
 from mmkd_det.models.utils.roi_records import build_roi_extractor
 from mmkd_det.registry import MODELS
-from tests.conftest import save_weights, tiny_model_cfg
+from tests.conftest import demo_batch, tiny_loss_distiller, tiny_model_cfg
 
 ALIGN = dict(type='SingleRoIExtractor',
              roi_layer=dict(type='RoIAlign', output_size=2, sampling_ratio=1, aligned=True),
@@ -147,19 +146,12 @@ def test_options_and_errors():
 
 
 def _pair(tmp_path, **loss_cfg):
-    ckpt = save_weights(tiny_model_cfg('faster', 16), str(tmp_path / 't.pth'), seed=1)
-    return MODELS.build(
-        dict(type='Distiller', student=tiny_model_cfg('faster', 8),
-             teacher=tiny_model_cfg('faster', 16), teacher_ckpt=ckpt,
-             recorders=dict(fpn=dict(source='neck', levels=[0, 1, 2, 3])),
-             distill_losses=dict(loss_odgk=dict(type='ODGKLoss', **loss_cfg)), probe_size=64))
+    return tiny_loss_distiller(tmp_path, 'faster', 'loss_odgk',
+                               dict(type='ODGKLoss', **loss_cfg), levels=[0, 1, 2, 3])
 
 
 def _data(model):
-    torch.manual_seed(0)
-    data = demo_mm_inputs(batch_size=2, image_shapes=[(3, 64, 64)] * 2, num_items=[3, 2],
-                          num_classes=3)
-    return model.student.data_preprocessor(data, True)
+    return demo_batch(model, (3, 2))
 
 
 @pytest.mark.parametrize('rois', ['gt', 'sampled'])

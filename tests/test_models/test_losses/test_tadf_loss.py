@@ -8,14 +8,13 @@ import pytest
 import torch
 from mmdet.models.task_modules.coders import DeltaXYWHBBoxCoder
 from mmdet.structures.bbox import bbox_overlaps
-from mmdet.testing import demo_mm_inputs
 from mmengine.logging import MessageHub
 from mmengine.structures import InstanceData
 
 from mmkd_det.models.losses import TADFLoss
 from mmkd_det.models.losses import tadf_loss as tadf
 from mmkd_det.registry import MODELS
-from tests.conftest import save_weights, tiny_model_cfg
+from tests.conftest import demo_batch, tiny_loss_distiller, tiny_model_cfg
 
 
 @pytest.fixture(autouse=True)
@@ -125,19 +124,12 @@ def test_decay_factor():
 
 
 def _pair(tmp_path, **loss_cfg):
-    ckpt = save_weights(tiny_model_cfg('faster', 16), str(tmp_path / 't.pth'), seed=1)
-    return MODELS.build(
-        dict(type='Distiller', student=tiny_model_cfg('faster', 8),
-             teacher=tiny_model_cfg('faster', 16), teacher_ckpt=ckpt,
-             recorders=dict(fpn=dict(source='neck')),
-             distill_losses=dict(loss_tadf=dict(type='TADFLoss', **loss_cfg)), probe_size=64))
+    return tiny_loss_distiller(tmp_path, 'faster', 'loss_tadf',
+                               dict(type='TADFLoss', **loss_cfg))
 
 
 def _data(model):
-    torch.manual_seed(0)
-    data = demo_mm_inputs(batch_size=2, image_shapes=[(3, 64, 64)] * 2, num_items=[3, 2],
-                          num_classes=3)
-    return model.student.data_preprocessor(data, True)
+    return demo_batch(model, (3, 2))
 
 
 def test_head_terms_against_per_roi_loop(tmp_path):
