@@ -258,8 +258,10 @@ PRESETS: Dict[str, List[str]] = {
         'FRCNN GID relation only', 'FRCNN GID response only'
     ],
     # loss calibration against the papers' weights, per pair (issue 23)
-    'calibration':
-    ['student', 'FRS', 'TID', 'SKD', 'FRS calibrated', 'TID calibrated', 'SKD calibrated'],
+    'calibration': [
+        'student', 'FRS', 'TID', 'SKD', 'FRS calibrated', 'TID calibrated', 'SKD calibrated',
+        'SKD calibrated per term'
+    ],
     'calibration_gfl': [
         'GFL student', 'GFL FRS', 'GFL TID', 'GFL LD', 'GFL FRS calibrated', 'GFL TID calibrated',
         'GFL LD calibrated'
@@ -270,7 +272,7 @@ PRESETS: Dict[str, List[str]] = {
     ],
     'standard_calibration': [
         'std student', 'std FRS', 'std TID', 'std SKD', 'std FRS calibrated', 'std TID calibrated',
-        'std SKD calibrated'
+        'std SKD calibrated', 'std SKD calibrated per term'
     ],
     'inherit':
     ['FPN96 student', 'FPN96 FGD', 'FPN96 FGD inherit', 'FPN96 MGD', 'FPN96 MGD inherit'],
