@@ -22,8 +22,19 @@ METHODS = ('frs', 'tid', 'skd', 'fitnet', 'fgfi', 'defeat', 'fgd', 'mgd', 'pkd',
            'ssimkd', 'reviewkd', 'icd', 'mimic', 'dkd', 'dsig', 'odgk', 'gid', 'drkd',
            'pad', 'tadf', 'gdetkd')
 DETECTORS = ('retinanet', 'gfl', 'faster_rcnn', 'mask_rcnn')
+#: folders of Distiller capabilities (not papers): pair + losses configs with a README
+CAPABILITIES = ('label_free', 'multi_teacher')
 PAIRS = sorted(glob.glob(osp.join(CONFIG_ROOT, '_base_', 'pairs', '*.py')))
-METHOD_CONFIGS = [p for m in METHODS for p in sorted(glob.glob(osp.join(CONFIG_ROOT, m, '*.py')))]
+METHOD_CONFIGS = [
+    p for m in METHODS + CAPABILITIES for p in sorted(glob.glob(osp.join(CONFIG_ROOT, m, '*.py')))
+]
+
+
+def _teachers(model_cfg) -> dict:
+    """A Distiller config's teachers: name -> (model config, checkpoint)."""
+    if model_cfg.get('teachers'):
+        return {n: (t['model'], t['ckpt']) for n, t in model_cfg.teachers.items()}
+    return dict(teacher=(model_cfg.teacher, model_cfg.teacher_ckpt))
 
 
 def _rel(path: str) -> str:
@@ -69,14 +80,12 @@ def test_config_parses_and_models_resolve(path, monkeypatch):
     assert cfg.default_scope == 'mmkd_det'
     if cfg.model.type == 'Distiller':
         s = load_model_cfg(cfg.model.student, 'student')
-        t = load_model_cfg(cfg.model.teacher, 'teacher')
-        for m in (s, t):
-            head = m.get('bbox_head') or m.get('roi_head', {}).get('bbox_head')
-            assert head is not None
         s_head = s.get('bbox_head') or s.roi_head.bbox_head
-        t_head = t.get('bbox_head') or t.roi_head.bbox_head
-        assert s_head.num_classes == t_head.num_classes
-        assert cfg.model.teacher_ckpt
+        for name, (t_cfg, ckpt) in _teachers(cfg.model).items():
+            t = load_model_cfg(t_cfg, name)
+            t_head = t.get('bbox_head') or t.get('roi_head', {}).get('bbox_head')
+            assert s_head.num_classes == t_head.num_classes
+            assert ckpt
         for name in cfg.model.distill_losses:
             assert 'loss' in name
 
@@ -289,14 +298,15 @@ def test_pair_base_holds_no_method(path, monkeypatch):
     cfg = Config.fromfile(path)
     assert cfg.default_scope == 'mmkd_det'
     assert cfg.model.type == 'Distiller'
-    assert cfg.model.teacher_ckpt
     for key in ('recorders', 'distill_losses', 'warmup_iters'):
         assert key not in cfg.model, f'{_rel(path)} sets model.{key}: that belongs to a method'
     s = load_model_cfg(cfg.model.student, 'student')
-    t = load_model_cfg(cfg.model.teacher, 'teacher')
     s_head = s.get('bbox_head') or s.roi_head.bbox_head
-    t_head = t.get('bbox_head') or t.roi_head.bbox_head
-    assert s_head.num_classes == t_head.num_classes
+    for name, (t_cfg, ckpt) in _teachers(cfg.model).items():
+        assert ckpt
+        t = load_model_cfg(t_cfg, name)
+        t_head = t.get('bbox_head') or t.roi_head.bbox_head
+        assert s_head.num_classes == t_head.num_classes
 
 
 def test_every_pair_base_is_used():
@@ -309,7 +319,7 @@ def _load_yaml(path: str) -> dict:
         return yaml.safe_load(f)
 
 
-@pytest.mark.parametrize('folder', METHODS + DETECTORS)
+@pytest.mark.parametrize('folder', METHODS + DETECTORS + CAPABILITIES)
 def test_folder_readme_names_every_config(folder):
     readme = osp.join(CONFIG_ROOT, folder, 'README.md')
     assert osp.isfile(readme), f'configs/{folder}/README.md is missing'

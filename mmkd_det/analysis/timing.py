@@ -117,9 +117,8 @@ class Step:
         self._backward(self.model.student.loss(self.inputs, self.samples))
 
     def teacher(self):
-        t_inputs = self.inputs if self.teacher_inputs is None else self.teacher_inputs
-        self.model._teacher_forward(t_inputs)
-        self.model.teacher_recorder.reset()
+        self.model._teacher_forward(self.inputs, self.teacher_inputs)
+        self.model.reset_records()
 
     def distill(self):
         self._backward(self.model.loss(self.inputs, self.samples, self.teacher_inputs))
@@ -155,8 +154,7 @@ class Step:
                     feats=tuple(f.detach().requires_grad_() for f in record.feats))
                 self._leaves += [leaves['cls_score'], leaves['bbox_pred'], *leaves['feats']]
                 self._captures.append((capture, dataclasses.replace(record, **leaves)))
-        m.student_recorder.reset()
-        m.teacher_recorder.reset()
+        m.reset_records()
 
     def loss_alone(self):
         if not hasattr(self, '_loss_inputs'):

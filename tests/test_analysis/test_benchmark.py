@@ -224,3 +224,47 @@ def test_gap_closed_uses_the_student_of_the_same_seeds():
     row = benchmark.table(results, teachers=[fake('teacher', 0, 8.0)]).splitlines()[3]
     # seed 0 only: gain +1.0 over a gap of 8 - 4 (not 8 - mean(4, 6))
     assert row.split(' | ')[7:10] == ['+1.0 (+1.0)', '8.0', '25 %']
+
+
+def test_several_teachers_get_one_checkpoint_option_each(tmp_path, monkeypatch):
+    """A run taught by several teacher runs gets model.teachers.<name>.ckpt per teacher
+    (each teacher run trained once, at seed 0)."""
+    monkeypatch.chdir(ROOT)
+    spec = benchmark.RUNS['MT PKD two teachers']
+    assert benchmark.spec_teachers(spec) == dict(retina='teacher', gfl='GFL teacher')
+    original, trained = benchmark.runner.train_one, {}
+
+    def fake_train_one(name, spec, seed, work_dir, teacher_ckpt, *args, **kwargs):
+        trained.setdefault(name, []).append((seed, teacher_ckpt))
+
+    monkeypatch.setattr(benchmark.runner, 'train_one', fake_train_one)
+    monkeypatch.setattr(benchmark.runner, 'final_checkpoint', lambda wd: wd + '/last.pth')
+    monkeypatch.setattr(benchmark.runner, 'check_data', lambda runs, names: None)
+    benchmark.run_matrix(benchmark.RUNS, ['MT PKD two teachers'], str(tmp_path), TRAIN,
+                         seeds=[0, 1])
+    assert trained['teacher'] == [(0, None)] and trained['GFL teacher'] == [(0, None)]
+    seeds, ckpts = zip(*trained['MT PKD two teachers'])
+    assert seeds == (0, 1)
+    assert ckpts[0] == dict(retina=osp.join(str(tmp_path), 'teacher', 'seed0', 'last.pth'),
+                            gfl=osp.join(str(tmp_path), 'GFL_teacher', 'seed0', 'last.pth'))
+    commands = []
+
+    class Failed:
+        returncode = 1
+
+    monkeypatch.setattr(subprocess, 'run', lambda cmd, **kw: commands.append(cmd) or Failed())
+    with pytest.raises(RuntimeError, match='failed'):
+        original('MT PKD two teachers', spec, 0, str(tmp_path), dict(retina='r.pth', gfl='g.pth'),
+                 1, TRAIN)
+    assert 'model.teachers.retina.ckpt=r.pth' in commands[0]
+    assert 'model.teachers.gfl.ckpt=g.pth' in commands[0]
+    assert not any('model.teacher_ckpt' in c for c in commands[0])
+
+
+def test_table_of_several_teachers_uses_the_strongest():
+    results = [fake('student', 0, 4.0),
+               dict(fake('MT', 0, 7.0), teacher_run=dict(a='weak', b='strong'))]
+    teachers = [fake('weak', 0, 6.0), fake('strong', 0, 10.0)]
+    row = benchmark.table(results, teachers=teachers).splitlines()[3]
+    # gain +3 over the gap to the strongest teacher, 10 - 4
+    assert row.split(' | ')[7:10] == ['+3.0 (+3.0)', '10.0', '50 %']

@@ -59,7 +59,7 @@ def test_presets_name_known_runs_and_teachers_train_once():
     teachers = benchmark.teacher_runs(benchmark.RUNS)
     assert teachers == {
         'teacher', 'GFL teacher', 'MaskRCNN teacher', 'FRCNN teacher', 'std teacher',
-        'std GFL teacher', 'std weak teacher'}
+        'std GFL teacher', 'std weak teacher', 'RTMDet teacher', 'YOLOX teacher'}
     assert benchmark.RUNS['GFL LD'].teacher == 'GFL teacher'
     assert benchmark.RUNS['COCO FRS'].teacher is None        # the config's model-zoo teacher
 

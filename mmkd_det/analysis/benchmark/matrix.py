@@ -24,7 +24,9 @@ Fields of a run: ``config`` (path, required), ``cfg_options`` (list of
 ``key=value`` strings, as ``tools/train.py --cfg-options`` takes them),
 ``seeds`` (list of ints), ``teacher`` (the name of another run of the matrix:
 its seed-0 final checkpoint becomes this run's ``model.teacher_ckpt``; that run
-is trained first, at seed 0 only), ``teacher_ckpt`` (a checkpoint path) and
+is trained first, at seed 0 only; a Distiller with several ``teachers``
+takes a dict ``{teacher name: run}``, each giving ``model.teachers.<name>.ckpt``),
+``teacher_ckpt`` (a checkpoint path) and
 ``overlays`` (config files merged over ``config``, as ``tools/train.py
 --overlay``; the standard tier is ``configs/_base_/tiers/synthetic_standard.py``).
 A Distiller run with neither keeps the ``teacher_ckpt`` of its config. Gains
@@ -32,18 +34,19 @@ are paired by seed against the run named ``student`` (or ``<first word>
 student``, e.g. ``GFL student`` for ``GFL TID``).
 """
 import os.path as osp
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 #: seeds of a run when neither the command line nor the matrix names any
 DEFAULT_SEEDS = (0, 1, 2)
 
 
 class RunSpec(NamedTuple):
-    """One run of a matrix (see the module doc for the fields)."""
+    """One run of a matrix (see the module doc for the fields; ``teacher`` is a run
+    name, or ``((teacher name, run), ...)`` for a Distiller with several teachers)."""
     config: str
     cfg_options: Tuple[str, ...] = ()
     seeds: Optional[Tuple[int, ...]] = None
-    teacher: Optional[str] = None
+    teacher: Union[str, Tuple[Tuple[str, str], ...], None] = None
     teacher_ckpt: Optional[str] = None
     overlays: Tuple[str, ...] = ()
 
@@ -168,6 +171,21 @@ RUNS: Dict[str, RunSpec] = {
     'MaskRCNN teacher': RunSpec(_MRCNN + 'mask_rcnn_r18w48_synthetic.py'),
     'MaskRCNN student': RunSpec(_MRCNN + 'mask_rcnn_r18w32_synthetic.py'),
     'MaskRCNN SKD': RunSpec('configs/skd/skd_mask_rcnn_' + _PAIR, teacher='MaskRCNN teacher'),
+    # cross-family pairs (docs/cross_family.md): Faster R-CNN -> RetinaNet, RetinaNet -> GFL
+    **{
+        f'xfam FRCNN->Retina {m}':
+        RunSpec(
+            f'configs/{m.lower()}/{m.lower()}_faster_rcnn_r18w48_retina_r18w32_synthetic.py',
+            teacher='FRCNN teacher')
+        for m in ('PKD', 'CWD')
+    },
+    **{
+        f'xfam Retina->GFL {m}':
+        RunSpec(
+            f'configs/{m.lower()}/{m.lower()}_retina_r18w48_gfl_r18w32_synthetic.py',
+            teacher='teacher')
+        for m in ('PKD', 'CWD')
+    },
 }
 
 # The standard tier (configs/_base_/tiers/synthetic_standard.py): the same configs on
@@ -238,8 +256,61 @@ RUNS.update({
               'std TID', 'std SKD')
 })
 
+# Label-free distillation (configs/label_free/): the student on the first 200 labelled
+# images ('LF student', the baseline of the 'LF' runs) against students distilled on all 800
+# training images without their annotations (teacher detections as labels, or none at all).
+_LF = 'configs/label_free/'
+RUNS.update({
+    'LF student':
+    RunSpec(_RET + 'retinanet_r18w32_synthetic_labelled200.py'),
+    'LF pseudo PKD':
+    _syn(_LF + 'pkd_retina_r18w48_r18w32_synthetic_pseudo.py'),
+    'LF pseudo PKD thr 0.3':
+    _syn(_LF + 'pkd_retina_r18w48_r18w32_synthetic_pseudo.py')._replace(
+        cfg_options=('model.pseudo_labels.score_thr=0.3', )),
+    'LF no labels':
+    _syn(_LF + 'pkd_kd_retina_r18w48_r18w32_synthetic_nolabels.py'),
+})
+
+# Deployment students (docs/deployment_students.md): RTMDet and YOLOX, each teacher twice
+# the student's width (w64 -> w32), on the quick tier's data and schedules.
+RUNS.update({
+    'RTMDet teacher':
+    RunSpec('configs/rtmdet/rtmdet_w64_synthetic.py'),
+    'RTMDet student':
+    RunSpec('configs/rtmdet/rtmdet_w32_synthetic.py'),
+    **{
+        f'RTMDet {m}':
+        RunSpec(
+            f'configs/{m.lower()}/{m.lower()}_rtmdet_w64_w32_synthetic.py',
+            teacher='RTMDet teacher')
+        for m in ('PKD', 'CWD', 'MGD', 'FGD', 'FRS')
+    },
+    'YOLOX teacher':
+    RunSpec('configs/yolox/yolox_w64_synthetic.py'),
+    'YOLOX student':
+    RunSpec('configs/yolox/yolox_w32_synthetic.py'),
+    'YOLOX PKD':
+    RunSpec('configs/pkd/pkd_yolox_w64_w32_synthetic.py', teacher='YOLOX teacher'),
+})
+
+# Several teachers (configs/multi_teacher/): PKD from the RetinaNet and the GFL teacher
+# together, against PKD from each alone ('PKD' is the RetinaNet teacher's).
+_MT = 'configs/multi_teacher/'
+RUNS.update({
+    'MT PKD GFL teacher':
+    RunSpec(_MT + 'pkd_gfl_r18w48_retina_r18w32_synthetic.py', teacher='GFL teacher'),
+    'MT PKD two teachers':
+    RunSpec(
+        _MT + 'pkd_retina_gfl_r18w48_retina_r18w32_synthetic.py',
+        teacher=(('retina', 'teacher'), ('gfl', 'GFL teacher'))),
+})
+
 PRESETS: Dict[str, List[str]] = {
     'main': ['teacher', 'student', 'FRS', 'TID', 'SKD'],
+    'multi_teacher': ['student', 'PKD', 'MT PKD GFL teacher', 'MT PKD two teachers'],
+    'label_free':
+    ['student', 'LF student', 'LF pseudo PKD', 'LF pseudo PKD thr 0.3', 'LF no labels'],
     'skd_ablation': [
         'student', 'FRS', 'SKD', 'SKD AT only', 'SKD AM only', 'SKD NLD only', 'SKD AT+AM',
         'SKD AT+AM spatial', 'SKD AT+AM channel', 'SKD authors code'
@@ -316,6 +387,18 @@ PRESETS: Dict[str, List[str]] = {
     ],
     'standard_gfl':
     ['std GFL teacher', 'std GFL student', 'std GFL FRS', 'std GFL TID', 'std GFL LD'],
+    # cross-family pairs: the students alone, then each distilled from the other family's
+    # teacher ('FRCNN teacher' / 'teacher' runs, seed 0, unless --teacher-ckpt is given)
+    'cross_family': [
+        'student', 'xfam FRCNN->Retina PKD', 'xfam FRCNN->Retina CWD', 'GFL student',
+        'xfam Retina->GFL PKD', 'xfam Retina->GFL CWD'
+    ],
+    # deployment students: the teachers are the 'RTMDet teacher' / 'YOLOX teacher' runs
+    # (seed 0) unless --teacher-ckpt is given
+    'deployment': [
+        'RTMDet student', 'RTMDet PKD', 'RTMDet CWD', 'RTMDet MGD', 'RTMDet FGD', 'RTMDet FRS',
+        'YOLOX student', 'YOLOX PKD'
+    ],
 }
 _FIELDS = RunSpec._fields
 
@@ -332,9 +415,16 @@ def run_seeds(spec: RunSpec, seeds: Optional[Sequence[int]] = None) -> List[int]
     return list(seeds or spec.seeds or DEFAULT_SEEDS)
 
 
+def spec_teachers(spec: RunSpec) -> Dict[str, str]:
+    """``{Distiller teacher name: run}`` of ``spec`` (``'teacher'`` for a single run name)."""
+    if not spec.teacher:
+        return {}
+    return {'teacher': spec.teacher} if isinstance(spec.teacher, str) else dict(spec.teacher)
+
+
 def teacher_runs(runs: Dict[str, RunSpec]) -> set:
     """The runs another run of ``runs`` takes its teacher from (trained at seed 0 only)."""
-    return {spec.teacher for spec in runs.values() if spec.teacher}
+    return {run for spec in runs.values() for run in spec_teachers(spec).values()}
 
 
 def _seeds(value, where: str) -> Tuple[int, ...]:
@@ -376,12 +466,18 @@ def _spec(name, entry, where: str) -> RunSpec:
         if not osp.isfile(overlay):
             raise MatrixError(f'{where}: field \'overlays\': {overlay} does not exist (paths are '
                               f'relative to the directory the benchmark runs in).')
-    for field in ('teacher', 'teacher_ckpt'):
-        if entry.get(field) is not None and not isinstance(entry[field], str):
-            raise MatrixError(f'{where}: field {field!r} must be a string, got '
-                              f'{entry[field]!r}.')
+    teacher = entry.get('teacher')
+    if isinstance(teacher, dict) and teacher and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in teacher.items()):
+        teacher = tuple(teacher.items())
+    elif teacher is not None and not isinstance(teacher, str):
+        raise MatrixError(f'{where}: field \'teacher\' must be a run name, or a dict teacher '
+                          f'name -> run name for several teachers, got {teacher!r}.')
+    if entry.get('teacher_ckpt') is not None and not isinstance(entry['teacher_ckpt'], str):
+        raise MatrixError(f'{where}: field \'teacher_ckpt\' must be a string, got '
+                          f'{entry["teacher_ckpt"]!r}.')
     seeds = _seeds(entry['seeds'], where) if entry.get('seeds') is not None else None
-    return RunSpec(config, tuple(options), seeds, entry.get('teacher'), entry.get('teacher_ckpt'),
+    return RunSpec(config, tuple(options), seeds, teacher, entry.get('teacher_ckpt'),
                    tuple(overlays))
 
 
@@ -412,8 +508,9 @@ def load_matrix(path: str) -> Dict[str, RunSpec]:
                               f'work dir {osp.dirname(folder)}; rename one.')
         dirs[folder] = name
     for name, spec in out.items():
-        if spec.teacher is not None and (spec.teacher not in out or spec.teacher == name):
-            raise MatrixError(f'{where}: run {name!r}: field \'teacher\': {spec.teacher!r} '
-                              f'is not another run of this matrix; name one of '
-                              f'{sorted(set(out) - {name})} or give teacher_ckpt.')
+        for run in spec_teachers(spec).values():
+            if run not in out or run == name:
+                raise MatrixError(f'{where}: run {name!r}: field \'teacher\': {run!r} '
+                                  f'is not another run of this matrix; name one of '
+                                  f'{sorted(set(out) - {name})} or give teacher_ckpt.')
     return out

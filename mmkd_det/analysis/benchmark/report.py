@@ -34,9 +34,13 @@ def _cell(values: list) -> str:
 
 
 def _teacher_of(name: str, infos: list, names) -> Optional[str]:
-    """The teacher run of run ``name``: the ``teacher_run`` its run_info records, else
-    (older run_info) ``'<first word> teacher'`` or ``'teacher'`` when present."""
+    """The teacher run of run ``name``: the ``teacher_run`` its run_info records (of
+    several teachers, the strongest in ``names``), else (older run_info) ``'<first
+    word> teacher'`` or ``'teacher'`` when present."""
     recorded = [i.get('teacher_run') for i in infos if i.get('teacher_run')]
+    if recorded and isinstance(recorded[0], dict):
+        known = [r for r in recorded[0].values() if r in names]
+        return max(known, key=lambda r: st.mean(v[0] for v in names[r].values()), default=None)
     if recorded:
         return recorded[0]
     if 'teacher_run' in infos[0]:  # recorded as None: not a Distiller run

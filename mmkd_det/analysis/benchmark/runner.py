@@ -13,12 +13,12 @@ import json
 import os
 import os.path as osp
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 from mmengine.config import Config
 
 from ..logs import eval_history, final_checkpoint, last_metrics, main_key, train_in_subprocess
-from .matrix import RunSpec, run_dir, run_seeds, teacher_runs
+from .matrix import RunSpec, run_dir, run_seeds, spec_teachers, teacher_runs
 
 
 def needs_teacher(config: str) -> bool:
@@ -100,7 +100,9 @@ def train_one(name: str,
     options = [f'randomness.seed={seed}', *spec.cfg_options]
     if val_interval:
         options.append(f'train_cfg.val_interval={val_interval}')
-    if needs_teacher(spec.config) and teacher_ckpt:
+    if needs_teacher(spec.config) and isinstance(teacher_ckpt, dict):  # several teachers
+        options += [f'model.teachers.{n}.ckpt={c}' for n, c in teacher_ckpt.items()]
+    elif needs_teacher(spec.config) and teacher_ckpt:
         options.append(f'model.teacher_ckpt={teacher_ckpt}')
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     try:
@@ -118,7 +120,8 @@ def train_one(name: str,
         train_seconds=round(seconds, 1),
         resumed=resume,
         threads=threads,
-        teacher_run=spec.teacher if needs_teacher(spec.config) else None,
+        teacher_run=(spec.teacher if isinstance(spec.teacher, str) else spec_teachers(spec))
+        if needs_teacher(spec.config) else None,
         metrics=last_metrics(wd),
         history=eval_history(wd))
     with open(osp.join(wd, 'run_info.json'), 'w') as f:
@@ -194,16 +197,22 @@ def run_matrix(runs: Dict[str, RunSpec],
     threads = threads or max(1, cpus // jobs)
     teachers = {}
 
-    def teacher_of(spec: RunSpec) -> Optional[str]:
-        if teacher_ckpt or spec.teacher_ckpt or not spec.teacher:
-            return teacher_ckpt or spec.teacher_ckpt
-        if spec.teacher not in teachers:
-            parent = runs[spec.teacher]
-            train_one(spec.teacher, parent, 0, work_dir,
+    def trained(run: str) -> str:
+        """The final checkpoint of ``run`` at seed 0, trained first if need be."""
+        if run not in teachers:
+            parent = runs[run]
+            train_one(run, parent, 0, work_dir,
                       teacher_of(parent) if needs_teacher(parent.config) else None, cpus,
                       train_script)
-            teachers[spec.teacher] = final_checkpoint(run_dir(work_dir, spec.teacher, 0))
-        return teachers[spec.teacher]
+            teachers[run] = final_checkpoint(run_dir(work_dir, run, 0))
+        return teachers[run]
+
+    def teacher_of(spec: RunSpec) -> Union[str, Dict[str, str], None]:
+        if teacher_ckpt or spec.teacher_ckpt or not spec.teacher:
+            return teacher_ckpt or spec.teacher_ckpt
+        if isinstance(spec.teacher, str):
+            return trained(spec.teacher)
+        return {name: trained(run) for name, run in spec_teachers(spec).items()}
 
     planned = {n: teacher_of(runs[n]) for n in names if needs_teacher(runs[n].config)}
     seed0 = teacher_runs(runs)

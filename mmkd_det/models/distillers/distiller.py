@@ -10,12 +10,13 @@ from torch import nn
 from mmkd_det.registry import MODELS, build_checked, check_kwargs, type_suggestions
 from ..recorders import ModuleOutputsRecorder, disable_inplace
 from .calibration import build_calibration
-from .data_preprocessor import DistillDataPreprocessor, same_preprocessing
+from .data_preprocessor import DistillDataPreprocessor, teacher_preprocessors
+from .labels import build_labels, check_annotated, needs_gt
 from .records import (INPLACE_MODES, bind_loss_inputs, heads_to_run, probe_records,
-                      split_record_sources)
+                      specs_for_teacher, split_record_sources)
 from .schedule import DistillSchedule
-from .teacher import (build_detector, fold_teacher_bn, freeze_teacher, inherit_teacher_weights,
-                      teacher_forward)
+from .teacher import (SINGLE_TEACHER, build_detector, build_teachers, fold_teacher_bn,
+                      inherit_teacher_weights, record_forward, teacher_forward, teacher_specs)
 
 
 @MODELS.register_module()
@@ -41,8 +42,15 @@ class Distiller(BaseModel):
         student (dict | str): mmdet model config, config path or
             ``dict(cfg_path=..., **overrides)`` (paths: see
             :mod:`.model_config`, e.g. ``'mmkd_det::retinanet/<file>.py'``).
-        teacher (dict | str): same forms as ``student``.
-        teacher_ckpt (str): path or URL of the teacher weights (required).
+        teacher (dict | str, optional): same forms as ``student``.
+        teacher_ckpt (str, optional): path or URL of the teacher weights.
+        teachers (dict, optional): several teachers instead of ``teacher`` /
+            ``teacher_ckpt``: ``dict(<name>=dict(model=<cfg>, ckpt=<weights>,
+            strict=True))``. Each is frozen, outside checkpoints, with its own
+            weights, preprocessing (its ``data_preprocessor``) and records; a
+            loss reads ``'<name>.<record>'`` (the single teacher is ``'teacher'``);
+            a recorder's ``teacher_*`` keys may be dicts by teacher name.
+            ``inherit_from_teacher`` copies from the first.
         distill_losses (dict): loss name (must contain ``'loss'``) -> loss cfg.
         recorders (dict): record name -> ``dict(source='neck', index=None,
             levels=None, teacher_source=None)``; the same sources are hooked in
@@ -50,6 +58,12 @@ class Distiller(BaseModel):
             :class:`ModuleOutputsRecorder` for ``index`` and ``levels``).
         teacher_strict (bool): abort on missing/unexpected teacher keys.
             Defaults to True.
+        labels (str): the student's ground truth (:mod:`.labels`): ``'gt'``
+            (default) the dataset's; ``'pseudo'`` the teacher's detections
+            (``pseudo_labels=dict(teacher, score_thr=0.5, nms_iou=None,
+            max_per_img=None)``), for unlabelled images; ``'none'``: no task
+            loss, distillation losses that need no ground truth only.
+        pseudo_labels (dict, optional): see ``labels``.
         warmup_iters (int): distillation weights ramp linearly as
             ``min(1, (iter + 1) / warmup_iters)``. Defaults to 0 (off).
         stop_epoch (int, optional): no distillation from this (0-based) epoch on.
@@ -101,11 +115,14 @@ class Distiller(BaseModel):
 
     def __init__(self,
                  student: Union[dict, str],
-                 teacher: Union[dict, str],
-                 teacher_ckpt: Optional[str],
-                 distill_losses: dict,
-                 recorders: dict,
+                 teacher: Union[dict, str, None] = None,
+                 teacher_ckpt: Optional[str] = None,
+                 distill_losses: Optional[dict] = None,
+                 recorders: Optional[dict] = None,
                  teacher_strict: bool = True,
+                 teachers: Optional[Dict[str, dict]] = None,
+                 labels: str = 'gt',
+                 pseudo_labels: Optional[dict] = None,
                  warmup_iters: int = 0,
                  stop_epoch: Optional[int] = None,
                  probe_size: int = 256,
@@ -122,53 +139,66 @@ class Distiller(BaseModel):
             check_kwargs(type(self), unknown, 'model (Distiller)')
         with type_suggestions('student'):
             student_model = build_detector(student, 'student')
-        with type_suggestions('teacher'):
-            teacher_model = build_detector(teacher, 'teacher')
-        t_pp = None if same_preprocessing(teacher_model.data_preprocessor,
-                                          student_model.data_preprocessor) \
-            else teacher_model.data_preprocessor
-        super().__init__(
-            data_preprocessor=DistillDataPreprocessor(student_model.data_preprocessor, t_pp),
-            init_cfg=init_cfg)
+        teacher_models = build_teachers(
+            teacher_specs(teacher, teacher_ckpt, teacher_strict, teachers))
+        t_pps = teacher_preprocessors(student_model.data_preprocessor, {
+            n: t.data_preprocessor
+            for n, t in teacher_models.items()
+        })
+        pp = DistillDataPreprocessor(student_model.data_preprocessor, teachers=t_pps) \
+            if teachers else DistillDataPreprocessor(student_model.data_preprocessor,
+                                                     t_pps.get(SINGLE_TEACHER))
+        super().__init__(data_preprocessor=pp, init_cfg=init_cfg)
         self.student = student_model
-        # Plain attribute, not a sub-module (see class docstring).
-        object.__setattr__(self, 'teacher', teacher_model)
-        freeze_teacher(self.teacher, teacher_ckpt, strict=teacher_strict)
+        # a plain dict, not sub-modules (see the class docstring)
+        self.teachers: Dict[str, nn.Module] = teacher_models
         if inplace_activations not in INPLACE_MODES:
             raise ValueError(f'inplace_activations must be one of {INPLACE_MODES}, got '
                              f'{inplace_activations!r}.')
         self.inplace_activations = inplace_activations
         if inplace_activations == 'disable':
-            disable_inplace(self.teacher)
-            disable_inplace(self.student)
+            for model in (self.student, *self.teachers.values()):
+                disable_inplace(model)
 
         self.inherit_from_teacher = tuple(inherit_from_teacher or ())
         inherit_teacher_weights(self.student, self.teacher, self.inherit_from_teacher)
         if fuse_teacher_bn:
-            fold_teacher_bn(self.teacher, probe_size, skip=self.inherit_from_teacher)
+            for model in self.teachers.values():
+                fold_teacher_bn(model, probe_size, skip=self.inherit_from_teacher)
         if teacher_channels_last not in (None, True, False):
             raise TypeError('teacher_channels_last must be None (on CPU only), True or '
                             f'False, got {teacher_channels_last!r}.')
         self.teacher_channels_last = teacher_channels_last
         self.schedule = DistillSchedule(warmup_iters, stop_epoch)
-        self.record_specs = {k: dict(v) for k, v in recorders.items()}
-        s_sources, t_sources = split_record_sources(self.record_specs)
+        self.record_specs = {k: dict(v) for k, v in (recorders or {}).items()}
+        s_sources = split_record_sources(self.record_specs)[0]
         self.student_recorder = ModuleOutputsRecorder(self.student, s_sources, 'student')
-        self.teacher_recorder = ModuleOutputsRecorder(self.teacher, t_sources, 'teacher')
-        self.teacher_heads = heads_to_run(t_sources, 'teacher')
         self.student_heads = heads_to_run(s_sources, 'student')
+        self.teacher_recorders: Dict[str, ModuleOutputsRecorder] = {}
+        self.teacher_heads_by_name: Dict[str, List[str]] = {}
+        for name, model in self.teachers.items():
+            t_sources = split_record_sources(specs_for_teacher(self.record_specs, name))[1]
+            self.teacher_recorders[name] = ModuleOutputsRecorder(model, t_sources, name)
+            self.teacher_heads_by_name[name] = heads_to_run(t_sources, name)
 
         self.distill_losses = nn.ModuleDict()
         self.loss_bindings: Dict[str, Dict[str, tuple]] = {}
         with DefaultScope.overwrite_default_scope('mmkd_det'):
-            for name, cfg in distill_losses.items():
+            for name, cfg in (distill_losses or {}).items():
                 if 'loss' not in name:
                     raise KeyError(f'Distillation loss name {name!r} must contain "loss" '
                                    f'(mmengine only back-propagates keys containing it).')
                 self.distill_losses[name] = build_checked(MODELS, cfg, f'distill_losses[{name!r}]')
                 self.loss_bindings[name] = bind_loss_inputs(name, self.distill_losses[name],
-                                                            self.record_specs)
+                                                            self.record_specs, list(self.teachers))
         self._setup_losses(probe_size)
+        self.labels = labels
+        self.labeler = build_labels(
+            labels, pseudo_labels, list(self.teachers),
+            [n for n, loss in self.distill_losses.items() if needs_gt(loss, self.loss_bindings[n])])
+        if labels == 'none' and (loss_calibration or stop_epoch is not None):
+            raise ValueError('labels=\'none\' has no task loss: loss_calibration (measured '
+                             'against it) and stop_epoch (nothing left to train) need one.')
         self.loss_calibration = build_calibration(loss_calibration, self.distill_losses,
                                                   warmup_iters)
 
@@ -179,12 +209,14 @@ class Distiller(BaseModel):
         inherit_teacher_weights(self.student, self.teacher, self.inherit_from_teacher)
 
     def _setup_losses(self, probe_size: int) -> None:
-        """Probe both detectors' record shapes; let each loss build its adapters."""
+        """Probe the detectors' record shapes; let each loss build its adapters."""
         shapes = dict(
             student=probe_records(self.student, self.student_recorder, self.student_heads,
-                                  probe_size, self.inplace_activations, 'student'),
-            teacher=probe_records(self.teacher, self.teacher_recorder, self.teacher_heads,
-                                  probe_size, self.inplace_activations, 'teacher'))
+                                  probe_size, self.inplace_activations, 'student'))
+        for name, model in self.teachers.items():
+            shapes[name] = probe_records(model, self.teacher_recorders[name],
+                                         self.teacher_heads_by_name[name], probe_size,
+                                         self.inplace_activations, name)
         for name, loss in self.distill_losses.items():
             arg_shapes = {
                 arg: shapes[b[1]][b[2]]
@@ -192,6 +224,34 @@ class Distiller(BaseModel):
             }
             if hasattr(loss, 'setup'):
                 loss.setup(arg_shapes, name=name)
+
+    @property
+    def teacher(self) -> nn.Module:
+        """The (first) teacher."""
+        return next(iter(self.teachers.values()))
+
+    @property
+    def teacher_recorder(self) -> ModuleOutputsRecorder:
+        """The (first) teacher's recorder."""
+        return next(iter(self.teacher_recorders.values()))
+
+    @property
+    def teacher_heads(self) -> List[str]:
+        """The heads the (first) teacher's recorded forward runs."""
+        return next(iter(self.teacher_heads_by_name.values()))
+
+    def loss_teacher(self, name: str) -> nn.Module:
+        """The teacher loss ``name`` reads records of (the ``teacher`` extra input):
+        the only teacher, or the one its record inputs name."""
+        if len(self.teachers) == 1:
+            return self.teacher
+        used = {b[1] for b in self.loss_bindings[name].values() if b[0] == 'record'}
+        used.discard('student')
+        if len(used) != 1:
+            raise ValueError(f'{name} takes the teacher detector, but reads records of '
+                             f'{sorted(used) or "no teacher"}: with several teachers its '
+                             f'inputs must name exactly one.')
+        return self.teachers[used.pop()]
 
     @property
     def strides(self) -> Optional[List[int]]:
@@ -227,31 +287,57 @@ class Distiller(BaseModel):
             return self.loss(inputs, data_samples, teacher_inputs)
         return self.student(inputs, data_samples, mode)
 
-    def _teacher_forward(self, inputs: torch.Tensor) -> None:
-        """The teacher's recorded forward (see :func:`.teacher.teacher_forward`)."""
-        teacher_forward(self.teacher, self.teacher_recorder, self.teacher_heads, inputs,
-                        self.teacher_channels_last)
+    def _teacher_forward(self,
+                         inputs: torch.Tensor,
+                         teacher_inputs=None,
+                         data_samples=None) -> None:
+        """Every teacher's recorded forward (:func:`.teacher.teacher_forward`) on
+        its own inputs; the pseudo-labelling teacher's writes its detections as
+        ``data_samples``' ground truth in the same pass."""
+        for name, model in self.teachers.items():
+            labeler = self.labeler if self.labeler and self.labeler.teacher == name else None
+            teacher_forward(model, self.teacher_recorders[name], self.teacher_heads_by_name[name],
+                            self._teacher_inputs(name, inputs, teacher_inputs),
+                            self.teacher_channels_last, labeler, data_samples)
+
+    @staticmethod
+    def _teacher_inputs(name: str, inputs: torch.Tensor, teacher_inputs) -> torch.Tensor:
+        """Teacher ``name``'s batch: its own (``teacher_inputs``: a tensor for the
+        single teacher, a dict for several) or the student's."""
+        if isinstance(teacher_inputs, dict):
+            return teacher_inputs.get(name, inputs)
+        return inputs if teacher_inputs is None else teacher_inputs
+
+    def reset_records(self) -> None:
+        """Drop every record (student and teachers)."""
+        self.student_recorder.reset()
+        for recorder in self.teacher_recorders.values():
+            recorder.reset()
 
     def _loss_kwargs(self, name: str, data_samples) -> dict:
         """Arguments of loss ``name`` from the current records and extras."""
-        records = dict(student=self.student_recorder, teacher=self.teacher_recorder)
+        records = dict(student=self.student_recorder, **self.teacher_recorders)
         extras = dict(
-            gt_instances=[s.gt_instances for s in data_samples],
-            batch_img_metas=[s.metainfo for s in data_samples],
-            strides=self.strides,
-            student=self.student,
-            teacher=self.teacher)
+            gt_instances=lambda: [s.gt_instances for s in data_samples],
+            batch_img_metas=lambda: [s.metainfo for s in data_samples],
+            strides=lambda: self.strides,
+            student=lambda: self.student,
+            teacher=lambda: self.loss_teacher(name))
         return {
-            arg: (records[b[1]].get(b[2]) if b[0] == 'record' else extras[b[1]])
+            arg: (records[b[1]].get(b[2]) if b[0] == 'record' else extras[b[1]]())
             for arg, b in self.loss_bindings[name].items()
         }
 
     def record_step(self, inputs, data_samples, teacher_inputs=None) -> dict:
-        """The teacher forward, then the student's task losses, both recorded;
-        returns the task losses (the records stay until the next step)."""
-        # teacher first: its activations are freed before the student's exist (a
-        # lower peak than student-then-teacher), only its records stay
-        self._teacher_forward(inputs if teacher_inputs is None else teacher_inputs)
+        """The teachers' forwards, then the student's task losses, all recorded;
+        returns the task losses (the records stay until the next step).
+        ``labels='none'``: the student's recorded forward instead, no task loss."""
+        # teachers first: their activations are freed before the student's exist (a
+        # lower peak than student-then-teacher), only their records stay
+        self._teacher_forward(inputs, teacher_inputs, data_samples)
+        if self.labels == 'none':
+            record_forward(self.student, self.student_recorder, self.student_heads, inputs)
+            return {}
         with self.student_recorder, ExitStack() as contexts:
             # a loss may watch the student's task loss (LD reuses its assignment)
             for loss in self.distill_losses.values():
@@ -261,7 +347,13 @@ class Distiller(BaseModel):
 
     def loss(self, inputs, data_samples, teacher_inputs=None) -> dict:
         scale, calibration, it = self.distill_scale(), self.loss_calibration, self.schedule.iter
+        if self.labels == 'gt':
+            check_annotated(data_samples)
         if scale == 0.0 or (calibration and not calibration.active(it)):
+            if self.labeler:  # the task loss needs the teacher's detections
+                name = self.labeler.teacher
+                self.labeler.label(self.teachers[name],
+                                   self._teacher_inputs(name, inputs, teacher_inputs), data_samples)
             losses = self.student.loss(inputs, data_samples)
             # keep every trainable parameter in the graph (DDP without
             # find_unused_parameters) at zero cost
@@ -286,8 +378,7 @@ class Distiller(BaseModel):
             losses.update({f'distill.{k}': v * weights[name] for k, v in named.items()})
         losses.update(calibration.log_vars() if calibration else {})
         # drop the references now: teacher tensors need not live through backward
-        self.student_recorder.reset()
-        self.teacher_recorder.reset()
+        self.reset_records()
         return losses
 
     def _check_finite(self, terms: Dict[str, torch.Tensor]) -> None:
@@ -307,13 +398,15 @@ class Distiller(BaseModel):
 
     # ---------------------------------------------------------------- teacher
     @torch.no_grad()
-    def teacher_predict_step(self, data: dict) -> list:
-        """Teacher predictions for a raw val batch (its own preprocessing)."""
-        t_pp = self.data_preprocessor.teacher or self.data_preprocessor.student
-        data = t_pp(data, False)
-        return self.teacher.predict(data['inputs'], data['data_samples'])
+    def teacher_predict_step(self, data: dict, name: Optional[str] = None) -> list:
+        """Teacher ``name``'s (default: the first) predictions for a raw val batch
+        (its own preprocessing)."""
+        name = name or next(iter(self.teachers))
+        data = self.data_preprocessor.teacher_of(name)(data, False)
+        return self.teachers[name].predict(data['inputs'], data['data_samples'])
 
     def _apply(self, fn, *args, **kwargs):
-        # .to()/.cuda()/.cpu()/.half() must reach the unregistered teacher too.
-        self.teacher._apply(fn, *args, **kwargs)
+        # .to()/.cuda()/.cpu()/.half() must reach the unregistered teachers too.
+        for model in self.teachers.values():
+            model._apply(fn, *args, **kwargs)
         return super()._apply(fn, *args, **kwargs)

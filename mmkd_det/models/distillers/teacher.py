@@ -6,14 +6,14 @@ for :func:`teacher_forward`, once per training step.
 """
 import copy
 import logging
-from typing import Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
 from torch import nn
 
-from mmkd_det.registry import MODELS
+from mmkd_det.registry import MODELS, type_suggestions
 from ..recorders import ModuleOutputsRecorder
 from .model_config import load_model_cfg
 from .teacher_loading import load_teacher_checkpoint
@@ -31,6 +31,64 @@ def build_detector(cfg: Union[dict, str], role: str) -> nn.Module:
     model_cfg = load_model_cfg(cfg, role)
     with DefaultScope.overwrite_default_scope('mmkd_det'):
         return MODELS.build(model_cfg)
+
+
+#: keys of one entry of the Distiller's ``teachers``
+TEACHER_KEYS = ('model', 'ckpt', 'strict')
+#: the name of the teacher in the single-teacher form (``teacher=``, ``teacher_ckpt=``)
+SINGLE_TEACHER = 'teacher'
+
+
+def teacher_specs(teacher: Union[dict, str, None], teacher_ckpt: Optional[str], strict: bool,
+                  teachers: Optional[Dict[str, dict]]) -> Dict[str, dict]:
+    """The Distiller's teachers as ``{name: dict(model, ckpt, strict)}``.
+
+    The single-teacher form (``teacher=cfg, teacher_ckpt=path``) is the teacher
+    named ``'teacher'``; ``teachers=dict(name=dict(model=cfg, ckpt=path,
+    strict=True))`` names several. A loss reads a teacher's records as
+    ``'<name>.<record>'``.
+
+    Raises:
+        ValueError: both forms or neither, a bad name or an entry without
+            ``model`` / ``ckpt`` or with an unknown key.
+    """
+    if teachers is None:
+        if teacher is None:
+            raise ValueError('Distiller needs a teacher: teacher=<detector config> with '
+                             'teacher_ckpt=<weights>, or teachers=dict(<name>=dict(model=..., '
+                             'ckpt=...)).')
+        return {SINGLE_TEACHER: dict(model=teacher, ckpt=teacher_ckpt, strict=strict)}
+    if teacher is not None or teacher_ckpt is not None:
+        raise ValueError('Give either teacher= / teacher_ckpt= (one teacher) or teachers=dict('
+                         '...) (several), not both.')
+    if not isinstance(teachers, dict) or not teachers:
+        raise ValueError(f'teachers must be a non-empty dict name -> dict(model=..., ckpt=...), '
+                         f'got {teachers!r}.')
+    specs = {}
+    for name, spec in teachers.items():
+        if not (isinstance(name, str) and name.isidentifier()) or name == 'student':
+            raise ValueError(f'teachers: name {name!r} must be a Python identifier other than '
+                             f'"student" (losses read "<name>.<record>").')
+        if not isinstance(spec, dict) or 'model' not in spec or 'ckpt' not in spec:
+            raise ValueError(f'teachers[{name!r}] must be dict(model=<detector config>, '
+                             f'ckpt=<weights>[, strict=True]), got {spec!r}.')
+        unknown = sorted(set(spec) - set(TEACHER_KEYS))
+        if unknown:
+            raise ValueError(f'teachers[{name!r}]: unknown keys {unknown}; an entry takes '
+                             f'{list(TEACHER_KEYS)}.')
+        specs[name] = dict(
+            model=spec['model'], ckpt=spec['ckpt'], strict=spec.get('strict', strict))
+    return specs
+
+
+def build_teachers(specs: Dict[str, dict]) -> Dict[str, nn.Module]:
+    """Build, load and freeze every teacher of :func:`teacher_specs`'s ``specs``."""
+    teachers = {}
+    for name, spec in specs.items():
+        with type_suggestions(name):
+            teachers[name] = build_detector(spec['model'], name)
+        freeze_teacher(teachers[name], spec['ckpt'], strict=spec['strict'])
+    return teachers
 
 
 def freeze_teacher(teacher: nn.Module, ckpt: Optional[str], strict: bool = True) -> None:
@@ -125,19 +183,28 @@ def teacher_forward(teacher: nn.Module,
                     recorder: ModuleOutputsRecorder,
                     heads: Sequence[str],
                     inputs: torch.Tensor,
-                    channels_last: Optional[bool] = None) -> None:
+                    channels_last: Optional[bool] = None,
+                    labeler=None,
+                    data_samples=None) -> None:
     """:func:`record_forward` of the teacher under ``no_grad``.
 
     Args:
         channels_last (bool, optional): run on a channels-last copy of
             ``inputs`` and leave the records contiguous (NCHW) for the losses;
             None: on CPU inputs only.
+        labeler (PseudoLabeler, optional): record the teacher's ``predict`` pass
+            instead, which also writes its detections as the ground truth of
+            ``data_samples`` (:mod:`.labels`): records and labels in one forward.
     """
     if channels_last is None:
         channels_last = inputs.device.type == 'cpu'
     if channels_last and inputs.dim() == 4:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        record_forward(teacher, recorder, heads, inputs)
+        if labeler is None:
+            record_forward(teacher, recorder, heads, inputs)
+        else:
+            with recorder:
+                labeler.label(teacher, inputs, data_samples)
     if channels_last:
         recorder.make_contiguous()

@@ -29,11 +29,10 @@ def loss_visual_maps(distiller,
     """
     d = distiller
     record_forward(d.student, d.student_recorder, d.student_heads, inputs)
-    d._teacher_forward(inputs if teacher_inputs is None else teacher_inputs)
+    d._teacher_forward(inputs, teacher_inputs)
     maps = {
         name: loss.visual_maps(**d._loss_kwargs(name, data_samples))
         for name, loss in d.distill_losses.items() if hasattr(loss, 'visual_maps')
     }
-    d.student_recorder.reset()
-    d.teacher_recorder.reset()
+    d.reset_records()
     return maps
