@@ -11,6 +11,8 @@ Modules (imported on demand; none is loaded by ``import mmkd_det``):
 * :mod:`.throughput`: images/s and peak memory at full size, random weights;
 * :mod:`.mmrazor_step`: the Distiller's PKD step against mmrazor's;
 * :mod:`.grad_norms`: gradient norm of each loss term on the student;
+* :mod:`.recordable`: every recordable module of a detector, its output shapes
+  and strides, and a teacher / student neck comparison;
 * :mod:`.masks`: heatmaps of the distillation masks over images;
 * :mod:`.skd_memory`: memory of structured KD's non-local relation matrices;
 * :mod:`.soak`: resident memory over a long distillation training (memory soak);

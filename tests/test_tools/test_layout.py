@@ -14,7 +14,7 @@ EXPECTED = {
     'misc/gen_synthetic.py', 'misc/demo.py', 'misc/check_dataset.py',
     *(f'analysis_tools/{name}.py' for name in (
         'benchmark', 'measure_cost', 'measure_throughput', 'compare_mmrazor_step', 'grad_norms',
-        'visualize_masks', 'measure_skd_memory', 'soak'))}
+        'visualize_masks', 'measure_skd_memory', 'soak', 'print_records'))}
 
 
 def test_tools_are_grouped_as_mmdet_groups_them():
