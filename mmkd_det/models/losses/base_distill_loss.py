@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from ..connectors import LevelAdapters
+from ..utils.level_pairing import format_levels, level_pairing_hint
 
 Shapes = Dict[str, List[torch.Size]]
 
@@ -135,26 +136,45 @@ class BaseDistillLoss(BaseModule):
     # ------------------------------------------------------------------ build
     def setup(self, shapes: Shapes, name: str = '') -> None:
         """Check recorded shapes (from the Distiller's build-time probe) and
-        create the adapters. ``shapes`` maps forward argument -> per-level shapes."""
+        create the adapters. ``shapes`` maps forward argument -> per-level shapes.
+
+        Raises:
+            ValueError: a level-count, spatial-size or channel mismatch that
+                ``adapter`` / ``resize_student`` do not cover, or head outputs of
+                different shapes (``same_shape_pairs``); every message lists both
+                sides' (C, H, W) per level and the fix.
+        """
         for a, b in self.same_shape_pairs:
             self._check_levels(shapes, a, b, name)
-            for lvl, (sa, sb) in enumerate(zip(shapes[a], shapes[b])):
-                if sa[1:] != sb[1:]:
-                    raise ValueError(
-                        f'{name}: {a} and {b} differ at level {lvl}: {tuple(sa[1:])} vs '
-                        f'{tuple(sb[1:])} (C, H, W). For classification logits this means '
-                        f'teacher and student predict a different number of classes or '
-                        f'anchors: set the same num_classes (and anchor generator) in both.')
+            bad = [
+                lvl for lvl, (sa, sb) in enumerate(zip(shapes[a], shapes[b])) if sa[1:] != sb[1:]
+            ]
+            if bad:
+                raise ValueError(
+                    f'{name}: {a} and {b} differ at level {bad[0]}: {tuple(shapes[a][bad[0]][1:])} '
+                    f'vs {tuple(shapes[b][bad[0]][1:])} (C, H, W); these head outputs are '
+                    f'compared element by element. Student {a}: {format_levels(shapes[a])}; '
+                    f'teacher {b}: {format_levels(shapes[b])}. Teacher and student need the '
+                    f'same head family with the same num_classes and priors per location '
+                    f'(e.g. RetinaNet: 9 anchors x classes; GFL / ATSS / FCOS: 1 x classes; '
+                    f'an RPN: 3 anchors x 1 objectness): set the same num_classes (and anchor '
+                    f'generator) in both, or, for a teacher of another head family, use a '
+                    f'feature loss on the neck (PKD, CWD, FGD, ...) instead.')
         for s_arg, t_arg in self.feature_pairs:
             self._check_levels(shapes, s_arg, t_arg, name)
-            s_ch = [s[1] for s in shapes[s_arg]]
-            t_ch = [s[1] for s in shapes[t_arg]]
-            hw_differ = any(s[2:] != t[2:] for s, t in zip(shapes[s_arg], shapes[t_arg]))
+            s_shapes, t_shapes = shapes[s_arg], shapes[t_arg]
+            listing = (f'Student {s_arg}: {format_levels(s_shapes)}; teacher {t_arg}: '
+                       f'{format_levels(t_shapes)} (C, H, W per level).')
+            s_ch = [s[1] for s in s_shapes]
+            t_ch = [s[1] for s in t_shapes]
+            hw_differ = any(s[2:] != t[2:] for s, t in zip(s_shapes, t_shapes))
             if hw_differ and not self.resize_student:
                 raise ValueError(
-                    f'{name}: spatial size of {s_arg} {[tuple(s[2:]) for s in shapes[s_arg]]} '
-                    f'differs from {t_arg} {[tuple(s[2:]) for s in shapes[t_arg]]} (H, W per '
-                    f'level). Record levels of the same stride, or set resize_student=True.')
+                    f'{name}: spatial size of {s_arg} {[tuple(s[2:]) for s in s_shapes]} '
+                    f'differs from {t_arg} {[tuple(s[2:]) for s in t_shapes]} (H, W per '
+                    f'level). {listing} {level_pairing_hint(s_shapes, t_shapes)} Or set '
+                    f'resize_student=True on this loss to resize the student to the '
+                    f'teacher\'s H, W.')
             self._needs_resize[s_arg] = hw_differ
             cfg = self.adapter_cfg
             if cfg == 'auto':
@@ -163,17 +183,24 @@ class BaseDistillLoss(BaseModule):
                 if s_ch != t_ch:
                     raise ValueError(
                         f'{name}: channel mismatch without adapter: student {s_arg} has '
-                        f'{s_ch} channels, teacher {t_arg} has {t_ch}. Set adapter=\'auto\' '
-                        f'or adapter=dict(kernel_size=1) on this loss.')
+                        f'{s_ch} channels, teacher {t_arg} has {t_ch}. {listing} Set '
+                        f'adapter=\'auto\' (a 1x1 conv per level where widths differ) or '
+                        f'adapter=dict(kernel_size=k) on this loss.')
                 continue
             self.adapters[s_arg] = LevelAdapters(s_ch, t_ch, **cfg)
 
     @staticmethod
     def _check_levels(shapes: Shapes, a: str, b: str, name: str) -> None:
+        """Raise unless student ``a`` and teacher ``b`` have the same number of
+        levels; the message lists both sides' (C, H, W) per level and the
+        recorder ``levels`` / ``teacher_levels`` that pair equal strides."""
         if len(shapes[a]) != len(shapes[b]):
-            raise ValueError(f'{name}: {a} has {len(shapes[a])} levels but {b} has '
-                             f'{len(shapes[b])}; teacher and student must expose the same '
-                             f'number of FPN levels (neck num_outs / head levels).')
+            raise ValueError(
+                f'{name}: {a} has {len(shapes[a])} levels but {b} has {len(shapes[b])}; '
+                f'teacher and student must expose the same number of FPN levels (neck '
+                f'num_outs / head levels), or the recorder must pair them. Student {a}: '
+                f'{format_levels(shapes[a])}; teacher {b}: {format_levels(shapes[b])} '
+                f'(C, H, W per level). {level_pairing_hint(shapes[a], shapes[b])}')
 
     # ---------------------------------------------------------------- forward
     def level_pairs(self, s_feats, t_feats) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:

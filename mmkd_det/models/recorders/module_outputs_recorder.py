@@ -23,7 +23,8 @@ def find_module(model: nn.Module, path: str, model_name: str = 'model') -> nn.Mo
         if path not in modules and path.startswith(prefix):
             path = path[len(prefix):]
     if path not in modules:
-        raise KeyError(f'Unknown recorded module {path!r} in the {model_name}. '
+        raise KeyError(f'Unknown recorded module {path!r} in the {model_name} '
+                       f'({type(model).__name__}). '
                        f'Close names: {suggestion(path, [n for n in modules if n])}. '
                        f'Fix the `source` of this recorder in the config '
                        f'(print the {model_name} to list its module names).')
@@ -67,10 +68,10 @@ class ModuleOutputsRecorder:
             if 'source' not in spec:
                 raise KeyError(f'Recorder {name!r} needs a `source` (dotted module '
                                f'path), got {spec}.')
-            unknown = set(spec) - {'source', 'index', 'teacher_source', 'levels'}
+            unknown = set(spec) - {'source', 'index', 'teacher_source', 'levels', 'teacher_levels'}
             if unknown:
                 raise KeyError(f'Recorder {name!r} has unknown keys {sorted(unknown)}; '
-                               f'allowed: source, teacher_source, index, levels.')
+                               f'allowed: source, teacher_source, index, levels, teacher_levels.')
             module = find_module(model, spec['source'], model_name)
             self._handles.append(module.register_forward_hook(self._make_hook(name)))
 
@@ -169,8 +170,13 @@ class ModuleOutputsRecorder:
         if levels is not None:
             bad = [lvl for lvl in levels if not -len(out) <= lvl < len(out)]
             if bad:
-                raise RecordError(f'Recorder {name!r}: levels {bad} out of range; the '
-                                  f'{self.model_name} output has {len(out)} levels.')
+                shapes = ', '.join(f'{i}: {_chw(t)}' for i, t in enumerate(out))
+                raise RecordError(
+                    f'Recorder {name!r}: levels {bad} out of range; the {self.model_name} '
+                    f'output of {spec["source"]!r} has {len(out)} levels, (C, H, W) per '
+                    f'index: {shapes}. Fix the recorder\'s `levels` (student side) or '
+                    f'`teacher_levels` (teacher side) to indices of these levels; levels of '
+                    f'equal H, W have equal strides.')
             out = [out[lvl] for lvl in levels]
         for i, t in enumerate(out):
             if not isinstance(t, torch.Tensor):
@@ -178,6 +184,13 @@ class ModuleOutputsRecorder:
                     f'Recorder {name!r} level {i} is a {type(t).__name__}, not a tensor; '
                     f'set `index` to select a tensor element of the output.')
         return out
+
+
+def _chw(obj) -> str:
+    """``(C, H, W)`` of a recorded (N, C, H, W) tensor, else its type or shape."""
+    if isinstance(obj, torch.Tensor):
+        return str(tuple(obj.shape[1:]))
+    return type(obj).__name__
 
 
 def _versions(obj) -> tuple:
