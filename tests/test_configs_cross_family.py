@@ -16,6 +16,7 @@ CROSS_FAMILY = {
     'configs/pkd/pkd_faster_rcnn_r101_retina_r50.py': ([8, 16, 32, 64], [8, 16, 32, 64]),
     'configs/pkd/pkd_retina_x101_gfl_r50.py': ([8, 16, 32, 64], [8, 16, 32, 64]),
     'configs/pkd/pkd_mask_rcnn_swin_s_retina_r50.py': ([8, 16, 32, 64], [8, 16, 32, 64]),
+    'configs/pkd/pkd_dino_r50_retina_r50.py': ([8, 16, 32, 64], [8, 16, 32, 64]),
 }
 SIZE = 128
 

@@ -8,7 +8,7 @@ from mmengine.registry import DefaultScope
 from torch import nn
 
 from mmkd_det.registry import MODELS, build_checked, check_kwargs, type_suggestions
-from ..recorders import ModuleOutputsRecorder, disable_inplace
+from ..recorders import ModuleOutputsRecorder, RecordError, disable_inplace
 from .calibration import build_calibration
 from .data_preprocessor import DistillDataPreprocessor, teacher_preprocessors
 from .labels import build_labels, check_annotated, needs_gt
@@ -214,9 +214,14 @@ class Distiller(BaseModel):
             student=probe_records(self.student, self.student_recorder, self.student_heads,
                                   probe_size, self.inplace_activations, 'student'))
         for name, model in self.teachers.items():
-            shapes[name] = probe_records(model, self.teacher_recorders[name],
-                                         self.teacher_heads_by_name[name], probe_size,
-                                         self.inplace_activations, name)
+            try:
+                shapes[name] = probe_records(model, self.teacher_recorders[name],
+                                             self.teacher_heads_by_name[name], probe_size,
+                                             self.inplace_activations, name)
+            except RecordError as err:  # e.g. teacher_levels out of range: show both sides
+                student = {r: [tuple(s[1:]) for s in v] for r, v in shapes['student'].items()}
+                raise RecordError(f'{err} The student\'s records (C, H, W per level, probe '
+                                  f'{probe_size} px): {student}.') from None
         for name, loss in self.distill_losses.items():
             arg_shapes = {
                 arg: shapes[b[1]][b[2]]
@@ -224,6 +229,10 @@ class Distiller(BaseModel):
             }
             if hasattr(loss, 'setup'):
                 loss.setup(arg_shapes, name=name)
+            extras = {b[1] for b in self.loss_bindings[name].values() if b[0] == 'extra'}
+            if hasattr(loss, 'check_detectors') and {'student', 'teacher'} & extras:
+                loss.check_detectors(self.student,
+                                     self.loss_teacher(name) if 'teacher' in extras else None)
 
     @property
     def teacher(self) -> nn.Module:

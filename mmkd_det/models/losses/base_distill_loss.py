@@ -189,6 +189,10 @@ class BaseDistillLoss(BaseModule):
                 continue
             self.adapters[s_arg] = LevelAdapters(s_ch, t_ch, **cfg)
 
+    def check_detectors(self, student, teacher) -> None:
+        """Build-time check of the detectors a loss taking ``student`` / ``teacher``
+        reads (heads, prior generators); raises with the fix. Default: nothing."""
+
     @staticmethod
     def _check_levels(shapes: Shapes, a: str, b: str, name: str) -> None:
         """Raise unless student ``a`` and teacher ``b`` have the same number of

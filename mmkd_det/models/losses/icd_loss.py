@@ -282,6 +282,10 @@ class RankMimickingLoss(BaseDistillLoss):
         self.match, self.normalize, self.pos_iou_thr = match, normalize, pos_iou_thr
         self.min_pos_iou, self.use_valid_flags, self.head = min_pos_iou, use_valid_flags, head
 
+    def check_detectors(self, student, teacher) -> None:
+        """The student needs the dense head :meth:`_head` reads (checked at build)."""
+        self._head(student)
+
     def _head(self, student):
         head = getattr(student, self.head, None)
         if head is None or not hasattr(head, 'prior_generator'):

@@ -385,6 +385,12 @@ class TIDLoss(BaseDistillLoss):
         self.band_alphas, self.low_band = tuple(band_alphas), low_band
         self.normalize, self.head = normalize, head
 
+    def check_detectors(self, student, teacher) -> None:
+        """Both detectors need the dense head :meth:`_head` reads (at build, not at the
+        first step: e.g. a two-stage teacher whose records are RoI-free)."""
+        self._head(student, 'student')
+        self._head(teacher, 'teacher')
+
     def _head(self, model, role: str):
         head = getattr(model, self.head, None)
         if head is None or not hasattr(head, 'prior_generator'):

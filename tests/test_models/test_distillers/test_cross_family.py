@@ -126,7 +126,7 @@ def test_resize_and_adapter_path(frcnn_ckpt):
     torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_out_of_range_teacher_level_names_the_teacher_levels(frcnn_ckpt):
+def test_out_of_range_teacher_level_names_both_sides_levels(frcnn_ckpt):
     with pytest.raises(RecordError) as err:
         _distiller(frcnn_ckpt,
                    dict(source='neck', levels=[0, 1, 2, 3], teacher_levels=[1, 2, 3, 5]),
@@ -134,6 +134,8 @@ def test_out_of_range_teacher_level_names_the_teacher_levels(frcnn_ckpt):
     msg = str(err.value)
     assert 'levels [5] out of range' in msg and "teacher output of 'neck' has 5 levels" in msg
     assert '0: (32, 32, 32), 1: (32, 16, 16)' in msg and 'teacher_levels' in msg
+    # the student's recorded levels (probe 128 px: strides 8..64 of the RetinaNet student)
+    assert "student's records" in msg and '(16, 16, 16), (16, 8, 8), (16, 4, 4), (16, 2, 2)' in msg
 
 
 def test_count_mismatch_names_both_sides_and_the_pairing(frcnn_ckpt):
@@ -205,3 +207,30 @@ def test_two_stage_teacher_has_no_bbox_head(frcnn_ckpt):
                 probe_size=64))
     msg = str(err.value)
     assert "'bbox_head' in the teacher (FasterRCNN)" in msg and "'rpn_head'" in msg
+
+
+def test_dense_head_losses_check_the_detectors_at_build(frcnn_ckpt):
+    """TID decodes both detectors' dense heads: a Faster R-CNN teacher (no top-level
+    bbox_head) is refused when the Distiller is built, through check_detectors."""
+    from mmkd_det.models.losses import TIDLoss
+    student = MODELS.build(tiny_model_cfg('retina', 8))
+    teacher = MODELS.build(tiny_model_cfg('faster', 16))
+    loss = TIDLoss()
+    loss.check_detectors(student, MODELS.build(tiny_model_cfg('retina', 16)))  # fine
+    with pytest.raises(ValueError, match='TIDLoss needs a dense head `bbox_head` on the teacher'):
+        loss.check_detectors(student, teacher)
+    # through the Distiller: TID reading the teacher's RPN outputs (3 anchors x 1 class) as
+    # the student's (3 anchors x 1 class with 1 class and 3 anchors per location)
+    s_cfg = tiny_model_cfg('retina', 8, num_classes=1)
+    s_cfg['bbox_head']['anchor_generator'].update(scales_per_octave=1, ratios=[0.5, 1.0, 2.0])
+    with pytest.raises(ValueError, match='needs a dense head .bbox_head. on the teacher'):
+        MODELS.build(
+            dict(type='Distiller', student=s_cfg, teacher=tiny_model_cfg('faster', 16),
+                 teacher_ckpt=frcnn_ckpt,
+                 recorders=dict(
+                     fpn=dict(source='neck', levels=[0, 1, 2, 3], teacher_levels=[1, 2, 3, 4]),
+                     cls=dict(source='bbox_head', index=0, levels=[0, 1, 2, 3],
+                              teacher_source='rpn_head', teacher_levels=[1, 2, 3, 4]),
+                     reg=dict(source='bbox_head', index=1, levels=[0, 1, 2, 3],
+                              teacher_source='rpn_head', teacher_levels=[1, 2, 3, 4])),
+                 distill_losses=dict(loss_tid=dict(type='TIDLoss')), probe_size=SIZE))
