@@ -21,7 +21,7 @@ CONFIGS = sorted(
 METHODS = ('frs', 'tid', 'skd', 'fitnet', 'fgfi', 'defeat', 'fgd', 'mgd', 'pkd', 'cwd', 'kd', 'ld',
            'ssimkd', 'reviewkd', 'icd', 'mimic', 'dkd', 'dsig', 'odgk', 'gid', 'drkd',
            'pad', 'tadf', 'gdetkd')
-DETECTORS = ('retinanet', 'gfl', 'faster_rcnn', 'mask_rcnn')
+DETECTORS = ('retinanet', 'gfl', 'faster_rcnn', 'mask_rcnn', 'rtmdet', 'yolox')
 #: folders of Distiller capabilities (not papers): pair + losses configs with a README
 CAPABILITIES = ('label_free', 'multi_teacher')
 PAIRS = sorted(glob.glob(osp.join(CONFIG_ROOT, '_base_', 'pairs', '*.py')))

@@ -1,4 +1,5 @@
 """The Distiller: a frozen teacher, a trainable student and config-selected losses."""
+import copy
 from contextlib import ExitStack
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -162,15 +163,20 @@ class Distiller(BaseModel):
 
         self.inherit_from_teacher = tuple(inherit_from_teacher or ())
         inherit_teacher_weights(self.student, self.teacher, self.inherit_from_teacher)
+        self.record_specs = {k: dict(v) for k, v in (recorders or {}).items()}
         if fuse_teacher_bn:
-            for model in self.teachers.values():
-                fold_teacher_bn(model, probe_size, skip=self.inherit_from_teacher)
+            for name, model in self.teachers.items():
+                sources = split_record_sources(specs_for_teacher(self.record_specs, name))[1]
+                fold_teacher_bn(
+                    model,
+                    probe_size,
+                    skip=self.inherit_from_teacher,
+                    recorded=[spec['source'] for spec in sources.values()])
         if teacher_channels_last not in (None, True, False):
             raise TypeError('teacher_channels_last must be None (on CPU only), True or '
                             f'False, got {teacher_channels_last!r}.')
         self.teacher_channels_last = teacher_channels_last
         self.schedule = DistillSchedule(warmup_iters, stop_epoch)
-        self.record_specs = {k: dict(v) for k, v in (recorders or {}).items()}
         s_sources = split_record_sources(self.record_specs)[0]
         self.student_recorder = ModuleOutputsRecorder(self.student, s_sources, 'student')
         self.student_heads = heads_to_run(s_sources, 'student')
@@ -413,6 +419,17 @@ class Distiller(BaseModel):
         name = name or next(iter(self.teachers))
         data = self.data_preprocessor.teacher_of(name)(data, False)
         return self.teachers[name].predict(data['inputs'], data['data_samples'])
+
+    def __deepcopy__(self, memo):
+        """A copy (e.g. the EMA model of mmengine's ``EMAHook``) shares the frozen
+        teachers instead of holding copies of them."""
+        for model in self.teachers.values():
+            memo[id(model)] = model
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = copy.deepcopy(value, memo)
+        return new
 
     def _apply(self, fn, *args, **kwargs):
         # .to()/.cuda()/.cpu()/.half() must reach the unregistered teachers too.

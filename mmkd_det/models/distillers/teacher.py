@@ -127,9 +127,14 @@ def inherit_teacher_weights(student: nn.Module, teacher: nn.Module,
         s_mod.load_state_dict(t_state)
 
 
-def fold_teacher_bn(teacher: nn.Module, size: int, skip: Sequence[str] = ()) -> bool:
+def fold_teacher_bn(teacher: nn.Module,
+                    size: int,
+                    skip: Sequence[str] = (),
+                    recorded: Sequence[str] = ()) -> bool:
     """Fold the teacher's eval-mode BatchNorm layers into the convolutions before
-    them (mmcv ``fuse_conv_bn``), except in the top-level children ``skip``.
+    them (as mmcv ``fuse_conv_bn``), except in the top-level children ``skip`` and
+    after a recorded convolution (``recorded``: dotted module paths; folding would
+    make its record the BatchNorm's output).
 
     The features of a random ``size`` x ``size`` image are compared before and
     after; a relative change above :data:`FUSE_TOLERANCE` on any level undoes the
@@ -138,7 +143,11 @@ def fold_teacher_bn(teacher: nn.Module, size: int, skip: Sequence[str] = ()) -> 
     Returns:
         bool: whether the teacher is now folded.
     """
-    from mmcv.cnn import fuse_conv_bn
+    modules = dict(teacher.named_modules())
+    keep = {
+        id(modules[p.rpartition('.')[0]])
+        for p in recorded if isinstance(modules.get(p), nn.Conv2d) and '.' in p
+    }
     children = [
         m for n, m in teacher.named_children() if n not in skip and n != 'data_preprocessor'
     ]
@@ -150,7 +159,7 @@ def fold_teacher_bn(teacher: nn.Module, size: int, skip: Sequence[str] = ()) -> 
     with torch.no_grad():
         before = teacher.extract_feat(probe)
         for child in children:
-            fuse_conv_bn(child)
+            _fuse_conv_bn_except(child, keep)
         teacher.requires_grad_(False)
         after = teacher.extract_feat(probe)
     errors = [((a - b).abs().max() / b.abs().max().clamp(min=1e-12)).item()
@@ -167,6 +176,23 @@ def fold_teacher_bn(teacher: nn.Module, size: int, skip: Sequence[str] = ()) -> 
         logger='current',
         level=logging.WARNING)
     return False
+
+
+def _fuse_conv_bn_except(module: nn.Module, keep: set) -> None:
+    """mmcv's ``fuse_conv_bn`` (a BN right after a conv among a module's children is
+    folded into it and becomes ``Identity``), skipping the modules in ``keep`` (ids)."""
+    from mmcv.cnn.utils.fuse_conv_bn import _fuse_conv_bn
+    last_conv = last_name = None
+    for name, child in module.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            if last_conv is not None and id(module) not in keep:
+                module._modules[last_name] = _fuse_conv_bn(last_conv, child)
+                module._modules[name] = nn.Identity()
+            last_conv = None
+        elif isinstance(child, nn.Conv2d):
+            last_conv, last_name = child, name
+        else:
+            _fuse_conv_bn_except(child, keep)
 
 
 def record_forward(model: nn.Module, recorder: ModuleOutputsRecorder, heads: Sequence[str],

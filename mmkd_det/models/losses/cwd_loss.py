@@ -80,6 +80,11 @@ class CWDLoss(BaseDistillLoss):
 
     Args:
         tau (float): softmax temperature. Defaults to 1.0.
+        standardise (bool): standardise both sides per channel over (N, H, W)
+            before the softmax (biased variance, eps 1e-5: a BatchNorm without
+            affine or running statistics), as mmyolo's RTMDet distillation,
+            whose connectors end in ``BN(affine=False, track_running_stats=False)``.
+            Not in the paper. Defaults to False.
         **kwargs: ``loss_weight``, ``inputs``, ``adapter`` (default ``'auto'``),
             ``resize_student`` (default False: H, W must match, as in mmrazor).
 
@@ -91,11 +96,12 @@ class CWDLoss(BaseDistillLoss):
     feature_pairs = (('s_feats', 't_feats'), )
     default_adapter = 'auto'
 
-    def __init__(self, tau: float = 1.0, **kwargs):
+    def __init__(self, tau: float = 1.0, standardise: bool = False, **kwargs):
         super().__init__(**kwargs)
         if tau <= 0:
             raise ValueError(f'tau must be > 0, got {tau}.')
         self.tau = float(tau)
+        self.standardise = bool(standardise)
 
     def forward(self, s_feats: Sequence[Tensor], t_feats: Sequence[Tensor]) -> Tensor:
         s_feats, t_feats = self.adapted_pairs(s_feats, t_feats)
@@ -107,6 +113,9 @@ class CWDLoss(BaseDistillLoss):
                     f'the teacher\'s {tuple(t.shape[1:])} after adaptation. Let the Distiller '
                     f'call setup (it builds the channel adapter), or set resize_student=True '
                     f'for different H, W.')
+            if self.standardise:  # batch statistics, no affine (mmyolo's connectors)
+                s = F.batch_norm(s, None, None, training=True, eps=1e-5)
+                t = F.batch_norm(t.detach(), None, None, training=True, eps=1e-5)
             losses.append(cwd_level_loss(s, t, self.tau))
         return self.loss_weight * torch.stack(losses).sum()
 

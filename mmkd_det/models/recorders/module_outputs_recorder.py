@@ -64,6 +64,8 @@ class ModuleOutputsRecorder:
         self._overwritten: set = set()  # found modified before make_contiguous copied them
         self._active = False
         self._handles = []
+        self._model = model
+        self._hooked: Dict[str, tuple] = {}  # record name -> (module path, hooked module)
         for name, spec in self.specs.items():
             if 'source' not in spec:
                 raise KeyError(f'Recorder {name!r} needs a `source` (dotted module '
@@ -72,8 +74,28 @@ class ModuleOutputsRecorder:
             if unknown:
                 raise KeyError(f'Recorder {name!r} has unknown keys {sorted(unknown)}; '
                                f'allowed: source, teacher_source, index, levels, teacher_levels.')
-            module = find_module(model, spec['source'], model_name)
+        self._hook_all()
+
+    def _hook_all(self) -> None:
+        """Hook the module at every record's source, as the model holds it now."""
+        self.remove()
+        names = {id(m): n for n, m in self._model.named_modules()}
+        for name, spec in self.specs.items():
+            module = find_module(self._model, spec['source'], self.model_name)
             self._handles.append(module.register_forward_hook(self._make_hook(name)))
+            self._hooked[name] = (names[id(module)].split('.'), module)
+
+    def _rehook_if_replaced(self) -> None:
+        """Hook again if a recorded module was replaced since it was hooked (mmengine's
+        ``revert_sync_batchnorm`` / ``convert_sync_batchnorm`` swap BN modules); a walk
+        of each dotted path, no module search."""
+        for parts, module in self._hooked.values():
+            current = self._model
+            for part in parts:
+                current = current._modules.get(part) if current is not None else None
+            if current is not module:
+                self._hook_all()
+                return
 
     def _make_hook(self, name: str):
 
@@ -86,6 +108,7 @@ class ModuleOutputsRecorder:
 
     def __enter__(self) -> 'ModuleOutputsRecorder':
         self.reset()
+        self._rehook_if_replaced()
         self._active = True
         return self
 

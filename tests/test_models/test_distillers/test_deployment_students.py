@@ -274,11 +274,6 @@ def test_ema_hook_averages_the_distiller_without_its_teacher(tmp_path):
     torch.testing.assert_close(ema, old * (1 - m) + (old + 1.0) * m)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='ModuleOutputsRecorder hooks the module objects found at build; mmengine\'s '
-    'revert_sync_batchnorm (the runner, not distributed) and convert_sync_batchnorm '
-    '(cfg.sync_bn) replace (Sync)BN modules, so a recorder on one records nothing.')
 def test_recorder_on_a_syncbn_module_survives_the_runner_revert(tmp_path):
     """mmdet's RTMDet configs use SyncBN. A record of a BN layer itself
     (neck.out_convs.0.bn) must still be captured after the runner reverts SyncBN."""

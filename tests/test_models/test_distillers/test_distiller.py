@@ -394,23 +394,41 @@ def test_fused_teacher_bn_gives_the_unfused_features_and_losses(tmp_path):
         assert lf[k].item() == pytest.approx(lp[k].item(), rel=1e-4), k
 
 
-def test_teacher_bn_fusion_that_changes_features_is_undone(tmp_path, monkeypatch):
-    import mmcv.cnn
+def test_recorded_convolution_keeps_its_batchnorm_unfolded(tmp_path):
+    """A record on a convolution followed by a BN (the stem conv1 -> bn1) stays the conv's
+    own output: that BN is not folded into it, every other one is."""
+    ckpt = trained_bn_teacher(str(tmp_path / 't.pth'))
+    cfg = frs_distiller_cfg('retina', ckpt)
+    cfg.update(recorders=dict(stem=dict(source='backbone.conv1')),
+               distill_losses=dict(loss_fit=dict(type='FitNetLoss', inputs=dict(
+                   s_feats='student.stem', t_feats='teacher.stem'))))
+    d = MODELS.build(cfg)
+    plain = MODELS.build(dict(cfg, fuse_teacher_bn=False))
+    assert isinstance(d.teacher.backbone.bn1, torch.nn.BatchNorm2d)        # kept
+    assert isinstance(d.teacher.backbone.layer1[0].bn1, torch.nn.Identity)  # folded
+    x = torch.randn(1, 3, 64, 64)
+    d._teacher_forward(x)
+    plain._teacher_forward(x)
+    torch.testing.assert_close(d.teacher_recorder.get('stem')[0],
+                               plain.teacher_recorder.get('stem')[0])
+    d.reset_records()
+    plain.reset_records()
 
+
+def test_teacher_bn_fusion_that_changes_features_is_undone(tmp_path, monkeypatch):
     from mmkd_det.models.distillers import teacher as mod
     calls = []
     monkeypatch.setattr(mod, 'print_log', lambda msg, **kw: calls.append(msg))
 
-    fuse = mmcv.cnn.fuse_conv_bn
+    fuse = mod._fuse_conv_bn_except
 
-    def broken_fuse(module):  # folds, then corrupts the folded weights
-        fuse(module)
+    def broken_fuse(module, keep):  # folds, then corrupts the folded weights
+        fuse(module, keep)
         for m in module.modules():
             if isinstance(m, torch.nn.Conv2d):
                 m.weight.data.mul_(1.5)
-        return module
 
-    monkeypatch.setattr(mmcv.cnn, 'fuse_conv_bn', broken_fuse)
+    monkeypatch.setattr(mod, '_fuse_conv_bn_except', broken_fuse)
     ckpt = trained_bn_teacher(str(tmp_path / 't.pth'))
     d = MODELS.build(frs_distiller_cfg('retina', ckpt))
     assert len(calls) == 1 and 'kept the unfused teacher' in calls[0]

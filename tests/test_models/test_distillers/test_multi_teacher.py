@@ -199,3 +199,18 @@ def test_teachers_get_the_students_batch_augments():
     other.batch_augments = torch.nn.ModuleList(aug)
     out = teacher_preprocessors(plain, dict(teacher=other))
     assert out['teacher'] is other and other.batch_augments is None
+
+
+def test_a_deep_copy_shares_the_teachers(ckpts):
+    """mmengine's EMAHook deep-copies the model: the copy trains nothing of the
+    teachers, so it shares them (no second copy in memory) and copies the rest."""
+    d = _build(teachers=dict(a=ckpts['t1'], b=ckpts['t2']),
+               losses=dict(loss_a=_pkd(1.0, 'a'), loss_b=_pkd(1.0, 'b')))
+    twin = copy.deepcopy(d)
+    assert all(twin.teachers[n] is d.teachers[n] for n in d.teachers)
+    assert twin.student is not d.student and twin.distill_losses is not d.distill_losses
+    for (k, a), b in zip(d.student.state_dict().items(), twin.student.state_dict().values()):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr(), k
+    from mmengine.model import ExponentialMovingAverage
+    ema = ExponentialMovingAverage(d)
+    assert ema.module.teachers['a'] is d.teachers['a']

@@ -163,3 +163,21 @@ def test_parity_with_mmrazor(tau, loss_weight):
     ours = CWDLoss(tau=tau, loss_weight=loss_weight)
     ours.setup(shapes_of(s, t), 'loss_cwd')
     assert ours(s, t).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_standardise_is_cwd_on_per_channel_z_scores():
+    """standardise=True: CWD of (x - mean_c) / sqrt(var_c + 1e-5), mean and biased
+    variance per channel over (N, H, W), on both sides (mmyolo's BN(affine=False))."""
+    torch.manual_seed(0)
+    s = torch.randn(2, 3, 4, 5) * 3 + 1
+    t = torch.randn(2, 3, 4, 5) * 0.5 - 2
+
+    def z(x):
+        mean = x.mean(dim=(0, 2, 3), keepdim=True)
+        var = ((x - mean)**2).mean(dim=(0, 2, 3), keepdim=True)
+        return (x - mean) / torch.sqrt(var + 1e-5)
+
+    loss = CWDLoss(tau=2.0, standardise=True, adapter=None)
+    want = cwd_loop(z(s), z(t), 2.0)
+    assert loss([s], [t]).item() == pytest.approx(want, rel=1e-5)
+    assert abs(want - cwd_loop(s, t, 2.0)) > 1e-3
