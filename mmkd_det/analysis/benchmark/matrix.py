@@ -271,6 +271,19 @@ RUNS.update({
     'LF no labels':
     _syn(_LF + 'pkd_kd_retina_r18w48_r18w32_synthetic_nolabels.py'),
 })
+# the same on the standard tier, taught by the standard teacher: the labelled subset is the
+# first 750 of the 3000 training images (a quarter, as 200 of 800), for the same 3000 iterations
+RUNS.update({
+    'std LF student':
+    RUNS['student']._replace(
+        overlays=(_STD, ),
+        cfg_options=('train_dataloader.dataset.indices=750', 'train_cfg.max_epochs=32',
+                     'train_cfg.val_interval=32', 'param_scheduler.1.end=32')),
+    **{
+        f'std {n}': _std(n)
+        for n in ('LF pseudo PKD', 'LF no labels')
+    },
+})
 
 # Deployment students (docs/deployment_students.md): RTMDet and YOLOX, each teacher twice
 # the student's width (w64 -> w32), on the quick tier's data and schedules.
@@ -311,6 +324,8 @@ PRESETS: Dict[str, List[str]] = {
     'multi_teacher': ['student', 'PKD', 'MT PKD GFL teacher', 'MT PKD two teachers'],
     'label_free':
     ['student', 'LF student', 'LF pseudo PKD', 'LF pseudo PKD thr 0.3', 'LF no labels'],
+    'standard_label_free':
+    ['std student', 'std LF student', 'std LF pseudo PKD', 'std LF no labels'],
     'skd_ablation': [
         'student', 'FRS', 'SKD', 'SKD AT only', 'SKD AM only', 'SKD NLD only', 'SKD AT+AM',
         'SKD AT+AM spatial', 'SKD AT+AM channel', 'SKD authors code'
