@@ -164,14 +164,17 @@ class Distiller(BaseModel):
         self.inherit_from_teacher = tuple(inherit_from_teacher or ())
         inherit_teacher_weights(self.student, self.teacher, self.inherit_from_teacher)
         self.record_specs = {k: dict(v) for k, v in (recorders or {}).items()}
+        t_sources = {
+            n: split_record_sources(specs_for_teacher(self.record_specs, n))[1]
+            for n in self.teachers
+        }
         if fuse_teacher_bn:
             for name, model in self.teachers.items():
-                sources = split_record_sources(specs_for_teacher(self.record_specs, name))[1]
                 fold_teacher_bn(
                     model,
                     probe_size,
                     skip=self.inherit_from_teacher,
-                    recorded=[spec['source'] for spec in sources.values()])
+                    recorded=[v['source'] for v in t_sources[name].values()])
         if teacher_channels_last not in (None, True, False):
             raise TypeError('teacher_channels_last must be None (on CPU only), True or '
                             f'False, got {teacher_channels_last!r}.')
@@ -180,12 +183,11 @@ class Distiller(BaseModel):
         s_sources = split_record_sources(self.record_specs)[0]
         self.student_recorder = ModuleOutputsRecorder(self.student, s_sources, 'student')
         self.student_heads = heads_to_run(s_sources, 'student')
-        self.teacher_recorders: Dict[str, ModuleOutputsRecorder] = {}
-        self.teacher_heads_by_name: Dict[str, List[str]] = {}
-        for name, model in self.teachers.items():
-            t_sources = split_record_sources(specs_for_teacher(self.record_specs, name))[1]
-            self.teacher_recorders[name] = ModuleOutputsRecorder(model, t_sources, name)
-            self.teacher_heads_by_name[name] = heads_to_run(t_sources, name)
+        self.teacher_recorders = {
+            n: ModuleOutputsRecorder(m, t_sources[n], n)
+            for n, m in self.teachers.items()
+        }
+        self.teacher_heads_by_name = {n: heads_to_run(t_sources[n], n) for n in self.teachers}
 
         self.distill_losses = nn.ModuleDict()
         self.loss_bindings: Dict[str, Dict[str, tuple]] = {}
@@ -201,10 +203,8 @@ class Distiller(BaseModel):
         self.labels = labels
         self.labeler = build_labels(
             labels, pseudo_labels, list(self.teachers),
-            [n for n, loss in self.distill_losses.items() if needs_gt(loss, self.loss_bindings[n])])
-        if labels == 'none' and (loss_calibration or stop_epoch is not None):
-            raise ValueError('labels=\'none\' has no task loss: loss_calibration (measured '
-                             'against it) and stop_epoch (nothing left to train) need one.')
+            [n for n, loss in self.distill_losses.items() if needs_gt(loss, self.loss_bindings[n])],
+            dict(loss_calibration=loss_calibration is not None, stop_epoch=stop_epoch is not None))
         self.loss_calibration = build_calibration(loss_calibration, self.distill_losses,
                                                   warmup_iters)
 

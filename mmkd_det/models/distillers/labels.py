@@ -93,8 +93,11 @@ class PseudoLabeler:
                 sample.ignored_instances = empty
 
 
-def build_labels(labels: str, pseudo_labels: Optional[dict], teacher_names: List[str],
-                 gt_losses: List[str]) -> Optional[PseudoLabeler]:
+def build_labels(labels: str,
+                 pseudo_labels: Optional[dict],
+                 teacher_names: List[str],
+                 gt_losses: List[str],
+                 task_loss_options: Optional[Dict[str, bool]] = None) -> Optional[PseudoLabeler]:
     """Check ``labels`` / ``pseudo_labels`` and build the :class:`PseudoLabeler`.
 
     Args:
@@ -103,13 +106,16 @@ def build_labels(labels: str, pseudo_labels: Optional[dict], teacher_names: List
             (``labels='pseudo'`` only; the teacher defaults to the first).
         teacher_names (list[str]): the Distiller's teachers.
         gt_losses (list[str]): the distillation losses that need ground truth.
+        task_loss_options (dict, optional): Distiller option -> whether it is set,
+            for the options that need a task loss (refused with ``labels='none'``).
 
     Returns:
         PseudoLabeler | None: for ``labels='pseudo'``, else None.
 
     Raises:
         ValueError: an unknown mode, ``pseudo_labels`` outside ``'pseudo'``, an
-            unknown teacher or key, or ground-truth losses with ``labels='none'``.
+            unknown teacher or key, or ground-truth losses or options that need a
+            task loss with ``labels='none'``.
     """
     if labels not in LABEL_MODES:
         raise ValueError(f'labels must be one of {LABEL_MODES}, got {labels!r}.')
@@ -118,6 +124,11 @@ def build_labels(labels: str, pseudo_labels: Optional[dict], teacher_names: List
             f'labels=\'none\' trains without ground truth, but {gt_losses} need it (they read '
             f'gt_instances or the student\'s task loss). Remove them, or use labels=\'pseudo\' '
             f'(the teacher\'s detections as ground truth).')
+    needing = [k for k, v in (task_loss_options or {}).items() if v]
+    if labels == 'none' and needing:
+        raise ValueError(f'labels=\'none\' has no task loss, but {needing} need one '
+                         f'(loss_calibration is measured against it; after stop_epoch nothing '
+                         f'would be left to train). Remove them or use labels=\'pseudo\'.')
     if labels != 'pseudo':
         if pseudo_labels is not None:
             raise ValueError(f'pseudo_labels is only read with labels=\'pseudo\' (labels is '

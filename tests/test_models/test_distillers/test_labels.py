@@ -104,7 +104,7 @@ def test_no_labels_runs_the_heads_a_loss_reads(ckpt):
 def test_ground_truth_losses_are_refused_without_labels(ckpt):
     with pytest.raises(ValueError, match=r"\['loss_fgd'\] need it"):
         _build(ckpt, dict(loss_fgd=dict(type='FGDLoss', preset='retinanet'), **PKD), labels='none')
-    with pytest.raises(ValueError, match='task loss'):
+    with pytest.raises(ValueError, match=r"no task loss, but \['loss_calibration'\]"):
         _build(ckpt, PKD, labels='none', loss_calibration=dict(share=1.0))
 
 
