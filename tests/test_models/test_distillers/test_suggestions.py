@@ -51,7 +51,7 @@ def test_misspelled_loss_key_names_the_loss_signature(teacher_ckpt):
 def test_accepted_kwargs_follows_kwargs_to_the_base_class():
     cwd = MODELS.get('CWDLoss')  # __init__(tau, **kwargs) -> BaseDistillLoss
     assert accepted_kwargs(cwd) == {
-        'tau', 'loss_weight', 'inputs', 'adapter', 'resize_student', 'init_cfg'
+        'tau', 'standardise', 'loss_weight', 'inputs', 'adapter', 'resize_student', 'init_cfg'
     }
 
     class Open:
