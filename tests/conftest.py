@@ -124,9 +124,14 @@ def tiny_loss_distiller(tmp_path, kind: str, loss_name: str, loss_cfg: dict, lev
     ckpt = save_weights(tiny_model_cfg(kind, 16), str(tmp_path / 't.pth'), seed=1)
     fpn = dict(source='neck') if levels is None else dict(source='neck', levels=list(levels))
     return MODELS.build(
-        dict(type='Distiller', student=tiny_model_cfg(kind, 8), teacher=tiny_model_cfg(kind, 16),
-             teacher_ckpt=ckpt, recorders=dict(fpn=fpn), distill_losses={loss_name: loss_cfg},
-             probe_size=64))
+        dict(
+            type='Distiller',
+            student=tiny_model_cfg(kind, 8),
+            teacher=tiny_model_cfg(kind, 16),
+            teacher_ckpt=ckpt,
+            recorders=dict(fpn=fpn),
+            distill_losses={loss_name: loss_cfg},
+            probe_size=64))
 
 
 def demo_batch(model, num_items=(3, 1)) -> dict:
@@ -134,6 +139,27 @@ def demo_batch(model, num_items=(3, 1)) -> dict:
     the student's data preprocessor (training mode)."""
     from mmdet.testing import demo_mm_inputs
     torch.manual_seed(0)
-    data = demo_mm_inputs(batch_size=2, image_shapes=[(3, 64, 64)] * 2,
-                          num_items=list(num_items), num_classes=3)
+    data = demo_mm_inputs(
+        batch_size=2, image_shapes=[(3, 64, 64)] * 2, num_items=list(num_items), num_classes=3)
     return model.student.data_preprocessor(data, True)
+
+
+def with_local_teachers(cfg, tmp_path, probe_size=None):
+    """``cfg`` (an mmengine Config of a Distiller) with every teacher's weights replaced
+    by a random checkpoint of its own config saved under ``tmp_path`` (no download);
+    ``probe_size`` overrides the build-time probe."""
+    from mmkd_det.models.distillers import load_model_cfg
+    from mmkd_det.registry import MODELS
+    model = cfg.model
+    teachers = model.teachers.items() if model.get('teachers') else [('teacher', None)]
+    for name, entry in teachers:
+        t_cfg = entry.model if entry is not None else model.teacher
+        path = str(tmp_path / f'{name}.pth')
+        torch.save(dict(state_dict=MODELS.build(load_model_cfg(t_cfg, name)).state_dict()), path)
+        if entry is not None:
+            entry.ckpt = path
+        else:
+            model.teacher_ckpt = path
+    if probe_size is not None:
+        model.probe_size = probe_size
+    return cfg

@@ -13,14 +13,15 @@ from mmengine.config import Config
 
 from mmkd_det.models.distillers import load_model_cfg
 from mmkd_det.registry import MODELS
+from tests.conftest import with_local_teachers
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_ROOT = osp.join(ROOT, 'configs')
 CONFIGS = sorted(
     p for p in glob.glob(osp.join(CONFIG_ROOT, '**', '*.py'), recursive=True) if '_base_' not in p)
 METHODS = ('frs', 'tid', 'skd', 'fitnet', 'fgfi', 'defeat', 'fgd', 'mgd', 'pkd', 'cwd', 'kd', 'ld',
-           'ssimkd', 'reviewkd', 'icd', 'mimic', 'dkd', 'dsig', 'odgk', 'gid', 'drkd',
-           'pad', 'tadf', 'gdetkd')
+           'ssimkd', 'reviewkd', 'icd', 'mimic', 'dkd', 'dsig', 'odgk', 'gid', 'drkd', 'pad',
+           'tadf', 'gdetkd')
 DETECTORS = ('retinanet', 'gfl', 'faster_rcnn', 'mask_rcnn', 'rtmdet', 'yolox')
 #: folders of Distiller capabilities (not papers): pair + losses configs with a README
 CAPABILITIES = ('label_free', 'multi_teacher')
@@ -94,10 +95,7 @@ def test_coco_config_builds_with_a_local_teacher(tmp_path, monkeypatch):
     """configs/frs/frs_retina_r101_r50.py builds R101 -> R50 (weights from a local file)."""
     monkeypatch.chdir(ROOT)
     cfg = Config.fromfile(osp.join(ROOT, 'configs/frs/frs_retina_r101_r50.py'))
-    teacher = MODELS.build(load_model_cfg(cfg.model.teacher, 'teacher'))
-    ckpt = str(tmp_path / 'r101.pth')
-    torch.save(dict(state_dict=teacher.state_dict()), ckpt)
-    cfg.model.teacher_ckpt = ckpt
+    with_local_teachers(cfg, tmp_path)
     model = MODELS.build(cfg.model)
     assert model.teacher.backbone.depth == 101 and model.student.backbone.depth == 50
     assert model.teacher_heads == ['bbox_head']
@@ -129,11 +127,7 @@ def test_tid_coco_config_runs_one_loss_step(config, tmp_path, monkeypatch):
     from mmengine.structures import InstanceData
     monkeypatch.chdir(ROOT)
     cfg = Config.fromfile(osp.join(ROOT, config))
-    teacher = MODELS.build(load_model_cfg(cfg.model.teacher, 'teacher'))
-    ckpt = str(tmp_path / 't.pth')
-    torch.save(dict(state_dict=teacher.state_dict()), ckpt)
-    cfg.model.teacher_ckpt = ckpt
-    cfg.model.probe_size = 128
+    with_local_teachers(cfg, tmp_path, probe_size=128)
     model = MODELS.build(cfg.model)
     model.set_progress(iter=0)  # as DistillationScheduleHook does before the first iteration
     samples = []
@@ -190,11 +184,7 @@ def test_skd_coco_config_runs_one_loss_step(config, tmp_path, monkeypatch):
     cfg = Config.fromfile(osp.join(ROOT, config))
     assert cfg.train_cfg.max_epochs == 24
     assert [s for s in cfg.param_scheduler if s.type == 'MultiStepLR'][0].milestones == [18, 22]
-    teacher = MODELS.build(load_model_cfg(cfg.model.teacher, 'teacher'))
-    ckpt = str(tmp_path / 't.pth')
-    torch.save(dict(state_dict=teacher.state_dict()), ckpt)
-    cfg.model.teacher_ckpt = ckpt
-    cfg.model.probe_size = 128
+    with_local_teachers(cfg, tmp_path, probe_size=128)
     model = MODELS.build(cfg.model)
     loss = model.distill_losses['loss_skd']
     assert [b.stride for b in loss.student_nonlocal][:2] == [8, 4]
@@ -209,44 +199,39 @@ def test_skd_coco_config_runs_one_loss_step(config, tmp_path, monkeypatch):
 _GDETKD = 'configs/gdetkd/gdetkd_faster_rcnn_r101_r50.py'
 
 
-@pytest.mark.parametrize('config,loss',
-                         [('configs/pkd/pkd_retina_r101_r50.py', 'loss_pkd'),
-                          ('configs/cwd/cwd_faster_rcnn_r101_r50.py', 'loss_cwd'),
-                          ('configs/mgd/mgd_retina_r101_r50_inherit.py', 'loss_mgd'),
-                          ('configs/ld/ld_gfl_r101_r50.py', 'loss_ld'),
-                          ('configs/kd/kd_retina_r101_r50.py', 'loss_kd'),
-                          ('configs/fitnet/fitnet_retina_r101_r50.py', 'loss_fitnet'),
-                          ('configs/fgfi/fgfi_faster_rcnn_r101_r50.py', 'loss_fgfi'),
-                          ('configs/defeat/defeat_faster_rcnn_r101_r50.py', 'loss_defeat.loss_fg'),
-                          ('configs/fgd/fgd_faster_rcnn_r101_r50.py', 'loss_fgd.loss_fg'),
-                          ('configs/fgd/fgd_retina_r101_r50_inherit.py', 'loss_fgd.loss_rel'),
-                          ('configs/ssimkd/ssimkd_faster_rcnn_r101_r50.py', 'loss_ssim'),
-                          ('configs/reviewkd/reviewkd_faster_rcnn_r101_r50.py', 'loss_reviewkd'),
-                          ('configs/icd/icd_retina_r101_r50.py', 'loss_rm'),
-                          ('configs/icd/icd_retina_r101_r50.py', 'loss_pfi'),
-                          ('configs/mimic/mimic_faster_rcnn_r101_r50.py', 'loss_mimic'),
-                          ('configs/dkd/dkd_faster_rcnn_r101_r50.py', 'loss_dkd.loss_nckd'),
-                          ('configs/pad/pad_faster_rcnn_r101_r50_mimic.py', 'loss_pad'),
-                          ('configs/pad/pad_faster_rcnn_r101_r50_fgfi.py', 'loss_pad'),
-                          ('configs/tadf/tadf_faster_rcnn_r101_r50.py', 'loss_tadf.loss_feat'),
-                          ('configs/gid/gid_faster_rcnn_r101_r50.py', 'loss_gid.loss_feature'),
-                          ('configs/gid/gid_retina_r101_r50.py', 'loss_gid.loss_relation'),
-                          ('configs/odgk/odgk_faster_rcnn_r101_r50.py', 'loss_odgk.local'),
-                          (_GDETKD, 'loss_gdetkd.loss_sgfi'), (_GDETKD, 'loss_gdetkd.loss_ckd'),
-                          ('configs/dsig/dsig_faster_rcnn_r101_r50.py', 'loss_dsig.loss_edge'),
-                          ('configs/dsig/dsig_faster_rcnn_r101_r50_logits.py',
-                           'loss_dsig.loss_logit_cls'),
-                          ('configs/drkd/drkd_retina_r101_r50.py', 'loss_drkd.loss_ir')])
+@pytest.mark.parametrize(
+    'config,loss',
+    [('configs/pkd/pkd_retina_r101_r50.py', 'loss_pkd'),
+     ('configs/cwd/cwd_faster_rcnn_r101_r50.py', 'loss_cwd'),
+     ('configs/mgd/mgd_retina_r101_r50_inherit.py', 'loss_mgd'),
+     ('configs/ld/ld_gfl_r101_r50.py', 'loss_ld'), ('configs/kd/kd_retina_r101_r50.py', 'loss_kd'),
+     ('configs/fitnet/fitnet_retina_r101_r50.py', 'loss_fitnet'),
+     ('configs/fgfi/fgfi_faster_rcnn_r101_r50.py', 'loss_fgfi'),
+     ('configs/defeat/defeat_faster_rcnn_r101_r50.py', 'loss_defeat.loss_fg'),
+     ('configs/fgd/fgd_faster_rcnn_r101_r50.py', 'loss_fgd.loss_fg'),
+     ('configs/fgd/fgd_retina_r101_r50_inherit.py', 'loss_fgd.loss_rel'),
+     ('configs/ssimkd/ssimkd_faster_rcnn_r101_r50.py', 'loss_ssim'),
+     ('configs/reviewkd/reviewkd_faster_rcnn_r101_r50.py', 'loss_reviewkd'),
+     ('configs/icd/icd_retina_r101_r50.py', 'loss_rm'),
+     ('configs/icd/icd_retina_r101_r50.py', 'loss_pfi'),
+     ('configs/mimic/mimic_faster_rcnn_r101_r50.py', 'loss_mimic'),
+     ('configs/dkd/dkd_faster_rcnn_r101_r50.py', 'loss_dkd.loss_nckd'),
+     ('configs/pad/pad_faster_rcnn_r101_r50_mimic.py', 'loss_pad'),
+     ('configs/pad/pad_faster_rcnn_r101_r50_fgfi.py', 'loss_pad'),
+     ('configs/tadf/tadf_faster_rcnn_r101_r50.py', 'loss_tadf.loss_feat'),
+     ('configs/gid/gid_faster_rcnn_r101_r50.py', 'loss_gid.loss_feature'),
+     ('configs/gid/gid_retina_r101_r50.py', 'loss_gid.loss_relation'),
+     ('configs/odgk/odgk_faster_rcnn_r101_r50.py', 'loss_odgk.local'),
+     (_GDETKD, 'loss_gdetkd.loss_sgfi'), (_GDETKD, 'loss_gdetkd.loss_ckd'),
+     ('configs/dsig/dsig_faster_rcnn_r101_r50.py', 'loss_dsig.loss_edge'),
+     ('configs/dsig/dsig_faster_rcnn_r101_r50_logits.py', 'loss_dsig.loss_logit_cls'),
+     ('configs/drkd/drkd_retina_r101_r50.py', 'loss_drkd.loss_ir')])
 def test_review_method_coco_configs_run_one_loss_step(config, loss, tmp_path, monkeypatch):
     """The review's methods build at full R101 -> R50 width and give a finite loss;
     PKD keeps the first four levels; MGD's inherit variant starts from the teacher."""
     monkeypatch.chdir(ROOT)
     cfg = Config.fromfile(osp.join(ROOT, config))
-    teacher = MODELS.build(load_model_cfg(cfg.model.teacher, 'teacher'))
-    ckpt = str(tmp_path / 't.pth')
-    torch.save(dict(state_dict=teacher.state_dict()), ckpt)
-    cfg.model.teacher_ckpt = ckpt
-    cfg.model.probe_size = 128
+    with_local_teachers(cfg, tmp_path, probe_size=128)
     model = MODELS.build(cfg.model)
     model.set_progress(iter=0)
     if 'pkd' in config or 'fgd_faster' in config:

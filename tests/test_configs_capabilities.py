@@ -7,26 +7,20 @@ from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.structures import InstanceData
 
-from mmkd_det.models.distillers import load_model_cfg
 from mmkd_det.registry import MODELS
-from tests.conftest import ROOT
-
-
-def _local_weights(model_cfg, name, tmp_path) -> str:
-    """Random weights of ``model_cfg`` saved under ``tmp_path`` (no download)."""
-    model = MODELS.build(load_model_cfg(model_cfg, name))
-    path = str(tmp_path / f'{name}.pth')
-    torch.save(dict(state_dict=model.state_dict()), path)
-    return path
+from tests.conftest import ROOT, with_local_teachers
 
 
 def _unlabelled_samples(size: int) -> list:
     samples = []
     for _ in range(2):
         s = DetDataSample(
-            metainfo=dict(img_shape=(size, size), pad_shape=(size, size),
-                          batch_input_shape=(size, size), scale_factor=(1., 1.),
-                          ori_shape=(size, size)))
+            metainfo=dict(
+                img_shape=(size, size),
+                pad_shape=(size, size),
+                batch_input_shape=(size, size),
+                scale_factor=(1., 1.),
+                ori_shape=(size, size)))
         s.gt_instances = InstanceData()  # an image folder gives no boxes
         samples.append(s)
     return samples
@@ -34,11 +28,11 @@ def _unlabelled_samples(size: int) -> list:
 
 def test_two_teacher_coco_config_runs_one_loss_step(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
-    cfg = Config.fromfile(osp.join(ROOT, 'configs/multi_teacher/'
-                                   'pkd_retina_gfl_r101_retina_r50_coco.py'))
-    for name, teacher in cfg.model.teachers.items():
-        teacher.ckpt = _local_weights(teacher.model, name, tmp_path)
-    cfg.model.probe_size = 128
+    cfg = with_local_teachers(
+        Config.fromfile(
+            osp.join(ROOT, 'configs/multi_teacher/pkd_retina_gfl_r101_retina_r50_coco.py')),
+        tmp_path,
+        probe_size=128)
     model = MODELS.build(cfg.model)
     assert model.teachers['retina'].backbone.depth == 101
     assert type(model.teachers['gfl'].bbox_head).__name__ == 'GFLHead'
@@ -53,8 +47,7 @@ def test_label_free_coco_config_runs_one_loss_step(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     cfg = Config.fromfile(osp.join(ROOT, 'configs/label_free/pkd_retina_r101_r50_coco_pseudo.py'))
     assert cfg.train_dataloader.dataset.type == 'ImageFolderDataset'
-    cfg.model.teacher_ckpt = _local_weights(cfg.model.teacher, 'teacher', tmp_path)
-    cfg.model.probe_size = 128
+    with_local_teachers(cfg, tmp_path, probe_size=128)
     model = MODELS.build(cfg.model)
     assert model.labels == 'pseudo' and model.labeler.score_thr == 0.5
     # a random teacher scores about sigmoid(-4.6) = 0.01: let it find boxes above 0.5

@@ -7,8 +7,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmkd_det.models.distillers import load_model_cfg
 from mmkd_det.registry import MODELS
+from tests.conftest import with_local_teachers
 from tests.test_configs import ROOT, _samples
 
 # config -> (student strides, teacher strides) of the paired levels
@@ -23,12 +23,7 @@ SIZE = 128
 
 def _build(config: str, tmp_path) -> torch.nn.Module:
     """The config's Distiller with its teacher weights from a local (random) checkpoint."""
-    cfg = Config.fromfile(osp.join(ROOT, config))
-    teacher = MODELS.build(load_model_cfg(cfg.model.teacher, 'teacher'))
-    ckpt = str(tmp_path / 't.pth')
-    torch.save(dict(state_dict=teacher.state_dict()), ckpt)
-    cfg.model.teacher_ckpt = ckpt
-    cfg.model.probe_size = SIZE
+    cfg = with_local_teachers(Config.fromfile(osp.join(ROOT, config)), tmp_path, probe_size=SIZE)
     return MODELS.build(cfg.model)
 
 

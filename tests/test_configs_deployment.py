@@ -7,8 +7,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmkd_det.models.distillers import load_model_cfg
 from mmkd_det.registry import MODELS
+from tests.conftest import with_local_teachers
 from tests.test_configs import _samples
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -28,12 +28,7 @@ COCO_CONFIGS = [
 
 
 def _build(config: str, tmp_path) -> torch.nn.Module:
-    cfg = Config.fromfile(osp.join(ROOT, config))
-    teacher = MODELS.build(load_model_cfg(cfg.model.teacher, 'teacher'))
-    ckpt = str(tmp_path / 't.pth')
-    torch.save(dict(state_dict=teacher.state_dict()), ckpt)
-    cfg.model.teacher_ckpt = ckpt
-    cfg.model.probe_size = 64
+    cfg = with_local_teachers(Config.fromfile(osp.join(ROOT, config)), tmp_path, probe_size=64)
     model = MODELS.build(cfg.model)
     model.set_progress(iter=0, epoch=0)
     return model
