@@ -311,7 +311,7 @@ RUNS.update({
 # together, against PKD from each alone ('PKD' is the RetinaNet teacher's).
 _MT = 'configs/multi_teacher/'
 RUNS.update({
-    'MT PKD GFL teacher':
+    'MT PKD from GFL':
     RunSpec(_MT + 'pkd_gfl_r18w48_retina_r18w32_synthetic.py', teacher='GFL teacher'),
     'MT PKD two teachers':
     RunSpec(
@@ -321,7 +321,7 @@ RUNS.update({
 
 PRESETS: Dict[str, List[str]] = {
     'main': ['teacher', 'student', 'FRS', 'TID', 'SKD'],
-    'multi_teacher': ['student', 'PKD', 'MT PKD GFL teacher', 'MT PKD two teachers'],
+    'multi_teacher': ['student', 'PKD', 'MT PKD from GFL', 'MT PKD two teachers'],
     'label_free':
     ['student', 'LF student', 'LF pseudo PKD', 'LF pseudo PKD thr 0.3', 'LF no labels'],
     'standard_label_free':
