@@ -440,8 +440,9 @@ def compare_levels(student: List[dict], teacher: List[dict], what: str = 'neck')
                         f'levels={s_idx}.')
         else:
             tips.append(f'{what}: equal strides sit at different indices (student strides '
-                        f'{s_str}, teacher {t_str}): pair levels of equal stride, student '
-                        f'levels {s_idx} with teacher levels {t_idx} (strides {strides}).')
+                        f'{s_str}, teacher {t_str}): pair levels of equal stride with the '
+                        f'recorder\'s levels={s_idx}, teacher_levels={t_idx} (strides '
+                        f'{strides}; docs/cross_family.md).')
     chans = [(i, j) for i, j in pairs if student[i]['channels'] != teacher[j]['channels']]
     if chans:
         detail = ', '.join(

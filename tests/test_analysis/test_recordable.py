@@ -156,8 +156,8 @@ def test_levels_of_equal_stride_at_other_indices_are_paired():
         distiller_cfg(tiny_model_cfg('retina'), tiny_model_cfg('faster')),
         size=(SIZE, SIZE),
         max_depth=1)
-    assert ('pair levels of equal stride, student levels [0, 1, 2, 3] with teacher levels '
-            '[1, 2, 3, 4] (strides [8, 16, 32, 64])') in text
+    assert ("pair levels of equal stride with the recorder's levels=[0, 1, 2, 3], "
+            'teacher_levels=[1, 2, 3, 4] (strides [8, 16, 32, 64]') in text
     assert 'dense heads differ (student bbox_head, teacher rpn_head)' in text
 
 
