@@ -268,3 +268,13 @@ def test_table_of_several_teachers_uses_the_strongest():
     row = benchmark.table(results, teachers=teachers).splitlines()[3]
     # gain +3 over the gap to the strongest teacher, 10 - 4
     assert row.split(' | ')[7:10] == ['+3.0 (+3.0)', '10.0', '50 %']
+
+
+def test_gain_against_the_longest_matching_student():
+    results = [fake('student', 0, 4.0), fake('std student', 0, 30.0),
+               fake('std LF student', 0, 20.0), fake('std LF pseudo', 0, 50.0),
+               fake('std FRS', 0, 40.0)]
+    rows = {line.split(' | ')[0][2:]: line.split(' | ')
+            for line in benchmark.table(results).splitlines()[2:]}
+    assert rows['std LF pseudo'][7] == '+30.0 (+30.0)'   # against 'std LF student'
+    assert rows['std FRS'][7] == '+10.0 (+10.0)'         # against 'std student'

@@ -30,8 +30,9 @@ takes a dict ``{teacher name: run}``, each giving ``model.teachers.<name>.ckpt``
 ``overlays`` (config files merged over ``config``, as ``tools/train.py
 --overlay``; the standard tier is ``configs/_base_/tiers/synthetic_standard.py``).
 A Distiller run with neither keeps the ``teacher_ckpt`` of its config. Gains
-are paired by seed against the run named ``student`` (or ``<first word>
-student``, e.g. ``GFL student`` for ``GFL TID``).
+are paired by seed against the run named ``<the longest leading words of the
+name> student`` that exists (``GFL student`` for ``GFL TID``, ``std LF student``
+for ``std LF pseudo PKD``), else ``student``.
 """
 import os.path as osp
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union

@@ -51,6 +51,18 @@ def _teacher_of(name: str, infos: list, names) -> Optional[str]:
     return None
 
 
+def _baseline_of(name: str, by_name: dict) -> Optional[dict]:
+    """The student run ``name`` is compared with: '<the longest leading words of its
+    name> student' present in ``by_name`` ('std LF pseudo PKD' -> 'std LF student',
+    else 'std student'; 'GFL TID' -> 'GFL student'), else 'student'."""
+    words = name.split(' ')
+    for n in range(len(words) - 1, 0, -1):
+        candidate = ' '.join(words[:n]) + ' student'
+        if candidate != name and candidate in by_name:
+            return by_name[candidate]
+    return by_name.get('student')
+
+
 def table(results: list, baseline: list = (), kind: str = 'bbox', teachers: list = ()) -> str:
     """Markdown table of one of :data:`KINDS` ('bbox', 'segm' COCO AP; 'voc'
     Pascal VOC AP); gains are paired by seed against the student runs (from
@@ -83,10 +95,7 @@ def table(results: list, baseline: list = (), kind: str = 'bbox', teachers: list
         seeds = by_name[name]
         rows = [seeds[s] for s in sorted(seeds)]
         cells = ' | '.join(_cell(list(c)) for c in zip(*rows))
-        # a run is compared with '<its first word> student' when the matrix has one
-        # ('GFL TID' -> 'GFL student'), else with 'student'
-        base = by_name.get(name.split(' ')[0] + ' student') or by_name.get('student') \
-            or fallback
+        base = _baseline_of(name, by_name) or fallback
         paired = [seeds[s][0] - base[s][0] for s in sorted(seeds) if s in base]
         plain = name.endswith('student') or name.endswith('teacher')
         gain = '' if plain or not paired else \
