@@ -278,3 +278,10 @@ def test_gain_against_the_longest_matching_student():
             for line in benchmark.table(results).splitlines()[2:]}
     assert rows['std LF pseudo'][7] == '+30.0 (+30.0)'   # against 'std LF student'
     assert rows['std FRS'][7] == '+10.0 (+10.0)'         # against 'std student'
+
+
+def test_a_distillation_run_named_like_a_teacher_still_gets_its_gain():
+    results = [fake('student', 0, 4.0),
+               dict(fake('PKD from the big teacher', 0, 6.0), teacher_run='big')]
+    row = benchmark.table(results, teachers=[fake('big', 0, 8.0)]).splitlines()[3]
+    assert row.split(' | ')[7:10] == ['+2.0 (+2.0)', '8.0', '50 %']

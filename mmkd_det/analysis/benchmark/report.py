@@ -97,7 +97,10 @@ def table(results: list, baseline: list = (), kind: str = 'bbox', teachers: list
         cells = ' | '.join(_cell(list(c)) for c in zip(*rows))
         base = _baseline_of(name, by_name) or fallback
         paired = [seeds[s][0] - base[s][0] for s in sorted(seeds) if s in base]
-        plain = name.endswith('student') or name.endswith('teacher')
+        # a student or teacher baseline: named so, and not a distillation run (its
+        # run_info names the teacher it learnt from)
+        plain = name.endswith(('student', 'teacher')) and \
+            not any(i.get('teacher_run') for i in infos[name])
         gain = '' if plain or not paired else \
             f'{st.mean(paired):+.1f} ({", ".join(f"{g:+.1f}" for g in paired)})'
         teacher_cell = closed = ''
