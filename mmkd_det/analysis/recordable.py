@@ -52,7 +52,7 @@ from torch import nn
 
 from mmkd_det.models.distillers.model_config import load_model_cfg
 from mmkd_det.models.distillers.records import RUNNABLE_HEADS
-from mmkd_det.models.distillers.teacher import build_detector
+from mmkd_det.models.distillers.teacher import build_detector, teacher_specs
 from mmkd_det.models.recorders import disable_inplace
 
 #: top-level detector attributes the Distiller's recorders can record in.
@@ -81,7 +81,8 @@ def detector_cfgs(cfg: Config, role: str = 'both') -> Dict[str, ConfigDict]:
 
     Raises:
         ValueError: an unknown ``role``, a role a plain detector config does
-            not have, or a config without ``model``.
+            not have, a config without ``model``, or teachers the Distiller
+            refuses (:func:`~mmkd_det.models.distillers.teacher.teacher_specs`).
     """
     if role not in ROLES:
         raise ValueError(f'role must be one of {ROLES}, got {role!r}.')
@@ -99,14 +100,11 @@ def detector_cfgs(cfg: Config, role: str = 'both') -> Dict[str, ConfigDict]:
     if role in ('student', 'both'):
         out['student'] = load_model_cfg(model.student, 'student')
     if role in ('teacher', 'both'):
-        if model.get('teachers'):
-            for name, spec in model.teachers.items():
-                if not isinstance(spec, dict) or 'model' not in spec:
-                    raise ValueError(f'teachers[{name!r}] must be dict(model=<detector '
-                                     f'config>, ckpt=...), got {spec!r}.')
-                out[name] = load_model_cfg(spec['model'], name)
-        else:
-            out['teacher'] = load_model_cfg(model.teacher, 'teacher')
+        # the Distiller's own reading of teacher= / teachers= (no weights are loaded)
+        specs = teacher_specs(
+            model.get('teacher'), model.get('teacher_ckpt'), True, model.get('teachers'))
+        for name, spec in specs.items():
+            out[name] = load_model_cfg(spec['model'], name)
     return out
 
 
