@@ -48,7 +48,7 @@ training and the prototypes are re-selected from it every ``update_interval``
 training steps (the first at the first step; the bank need not be full). The
 authors' prototypes are per FPN level with every instance pooled from every level;
 here one set per class with each instance pooled from its RoI level. The bank is per
-process (not gathered across GPUs).
+process (not gathered across GPUs); it is saved in checkpoints with the prototypes.
 """
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -192,6 +192,23 @@ class ODGKLoss(RoICaptureMixin, BaseDistillLoss):
         self.prototypes: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]] = None
         self._steps = 0
 
+    # ------------------------------------------------------------- checkpoints
+    def get_extra_state(self) -> dict:
+        """The PGM state (bank, prototypes, step count) for checkpoints: a resumed run
+        continues with the prototypes it had, as the authors' per-epoch regeneration
+        would (their prototypes are rebuilt from the checkpointed detectors)."""
+        return dict(
+            bank=None if self.bank is None else self.bank.state(),
+            prototypes=self.prototypes,
+            steps=self._steps)
+
+    def set_extra_state(self, state: dict) -> None:
+        bank = state.get('bank')
+        self.bank = None if bank is None else ClassFeatureBank.from_state(bank)
+        prototypes = state.get('prototypes')
+        self.prototypes = None if prototypes is None else tuple(prototypes)
+        self._steps = int(state.get('steps', 0))
+
     def captures_rois(self) -> bool:
         """Only the options that pool on the student's RoIs need them."""
         return self.rois == 'sampled'
@@ -252,6 +269,8 @@ class ODGKLoss(RoICaptureMixin, BaseDistillLoss):
         weight = s_vec.new_ones(s_vec.shape[0])
         glob = s_vec.sum() * 0
         if self.prototypes is not None:
+            if self.prototypes[0].device != device:  # restored from a CPU checkpoint
+                self.prototypes = tuple(p.to(device) for p in self.prototypes)
             p_s, p_t, p_ok, p_cls = self.prototypes
             g_s = prototype_similarity(s_vec, p_s, p_ok)
             g_t = prototype_similarity(t_vec, p_t, p_ok)

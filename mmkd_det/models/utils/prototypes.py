@@ -45,8 +45,8 @@ class ClassFeatureBank:
     """Last ``size`` instance features per class of two feature spaces.
 
     Not an ``nn.Module``: the tensors are created on the first :meth:`push`, on
-    the features' device, and are not saved in checkpoints (a resumed run fills the
-    bank again).
+    the features' device (and follow the features to another device). The loss that
+    owns a bank saves it in checkpoints with :meth:`state` / :meth:`from_state`.
 
     Attributes:
         feats_a (Tensor): (C, M + 1, D_a); row ``M`` of each class is a dump slot
@@ -95,6 +95,8 @@ class ClassFeatureBank:
                              f'and {labels.shape[0]} instances; give the same instances.')
         if self.feats_a is None:
             self._init(feats_a.shape[1], feats_b.shape[1], feats_a)
+        elif self.feats_a.device != feats_a.device:  # restored from a CPU checkpoint
+            self.to(feats_a.device)
         C, M = self.num_classes, self.size
         labels = labels.long().to(self.ptr.device)
         ok = (labels >= 0) & (labels < C)
@@ -115,6 +117,30 @@ class ClassFeatureBank:
     def filled(self) -> bool:
         """Whether anything was written (no tensor read)."""
         return self.feats_a is not None
+
+    def to(self, device) -> 'ClassFeatureBank':
+        """Move the tensors (if any) to ``device``, in place."""
+        for name in ('feats_a', 'feats_b', 'valid', 'ptr'):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(device))
+        return self
+
+    def state(self) -> dict:
+        """The bank as plain tensors and ints (a checkpoint's ``_extra_state``)."""
+        return dict(
+            num_classes=self.num_classes,
+            size=self.size,
+            **{n: getattr(self, n)
+               for n in ('feats_a', 'feats_b', 'valid', 'ptr')})
+
+    @classmethod
+    def from_state(cls, state: dict) -> 'ClassFeatureBank':
+        """The bank :meth:`state` saved."""
+        bank = cls(state['num_classes'], state['size'])
+        for name in ('feats_a', 'feats_b', 'valid', 'ptr'):
+            setattr(bank, name, state[name])
+        return bank
 
 
 def density_candidates(feats_a: Tensor,

@@ -173,3 +173,34 @@ def test_distiller_steps_backpropagate_into_student_and_adapters(tmp_path, rois)
     # the bank holds widths 32 (teacher) and 16 (student), 3 classes
     assert tuple(loss.bank.feats_a.shape[::2]) == (3, 32)
     assert tuple(loss.bank.feats_b.shape[::2]) == (3, 16)
+    # the Distiller's checkpoint carries the PGM state (resume keeps the prototypes)
+    state = distiller.state_dict()['distill_losses.loss_odgk._extra_state']
+    assert state['steps'] == 2 and torch.equal(state['bank']['feats_a'], loss.bank.feats_a)
+
+
+def test_bank_and_prototypes_survive_a_checkpoint(tmp_path):
+    """Resume keeps the PGM state: a loss restored from a (weights-only) checkpoint of
+    a trained one gives the same next loss and selects the same prototypes."""
+    gts = _gts()
+    kwargs = dict(roi_extractor=ALIGN, adapter=None, num_classes=2, update_interval=2,
+                  min_size=0, bank_size=4)
+    torch.manual_seed(0)
+    steps = [([torch.randn(2, 3, 8, 8)], [torch.randn(2, 3, 8, 8)]) for _ in range(4)]
+    trained = ODGKLoss(**kwargs)
+    for feats in steps[:3]:
+        trained(*feats, gt_instances=gts, student=None, teacher=None)
+    path = tmp_path / 'odgk.pth'
+    torch.save(trained.state_dict(), path)
+    restored = ODGKLoss(**kwargs)
+    restored.load_state_dict(torch.load(path, weights_only=True))
+    assert restored._steps == trained._steps == 3
+    for name in ('feats_a', 'feats_b', 'valid', 'ptr'):
+        assert torch.equal(getattr(restored.bank, name), getattr(trained.bank, name))
+    # step 3 uses the prototypes of step 2 and then (interval 2) keeps them
+    want = trained(*steps[3], gt_instances=gts, student=None, teacher=None)
+    got = restored(*steps[3], gt_instances=gts, student=None, teacher=None)
+    assert want.item() > 0 and got.item() == want.item()
+    assert all(torch.equal(a, b) for a, b in zip(restored.prototypes, trained.prototypes))
+    # a fresh loss (no checkpoint) gives a global term of 0 at its first step instead
+    fresh = ODGKLoss(**kwargs)
+    assert fresh(*steps[3], gt_instances=gts, student=None, teacher=None).item() == 0.0
