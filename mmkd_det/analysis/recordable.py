@@ -54,6 +54,7 @@ from mmkd_det.models.distillers.model_config import load_model_cfg
 from mmkd_det.models.distillers.records import RUNNABLE_HEADS
 from mmkd_det.models.distillers.teacher import build_detector, teacher_specs
 from mmkd_det.models.recorders import disable_inplace
+from mmkd_det.models.utils.level_pairing import pair_equal
 
 #: top-level detector attributes the Distiller's recorders can record in.
 RECORDABLE_PARTS = ('backbone', 'neck') + RUNNABLE_HEADS
@@ -424,7 +425,7 @@ def compare_levels(student: List[dict], teacher: List[dict], what: str = 'neck')
     if s_str == t_str:
         pairs = list(zip(range(len(student)), range(len(teacher))))
     else:
-        pairs = [(i, t_str.index(s)) for i, s in enumerate(s_str) if s in t_str]
+        pairs = pair_equal(s_str, t_str)
         if not pairs:
             return [
                 f'{what}: no level of equal stride (student {s_str}, teacher {t_str}): '

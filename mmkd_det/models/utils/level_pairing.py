@@ -20,6 +20,23 @@ def format_levels(shapes: Sequence[Sequence[int]]) -> str:
     return '[' + ', '.join(f'{i}: {tuple(s[1:])}' for i, s in enumerate(shapes)) + ']'
 
 
+def pair_equal(s_keys: Sequence, t_keys: Sequence) -> List[Tuple[int, int]]:
+    """Pair the student and teacher levels whose keys (sizes, strides) are equal.
+
+    Args:
+        s_keys (Sequence): one hashable key per student level.
+        t_keys (Sequence): one per teacher level.
+
+    Returns:
+        list[tuple[int, int]]: ``(student position, teacher position)`` for each key
+        that occurs exactly once on each side, in student order (one-to-one only:
+        the deep levels of a small probe image can all be 1 x 1).
+    """
+    s_keys, t_keys = list(s_keys), list(t_keys)
+    return [(i, t_keys.index(k)) for i, k in enumerate(s_keys)
+            if s_keys.count(k) == 1 and t_keys.count(k) == 1]
+
+
 def pair_levels_by_size(s_shapes: Sequence[Sequence[int]],
                         t_shapes: Sequence[Sequence[int]]) -> List[Tuple[int, int]]:
     """Student and teacher levels of the same ``H, W`` (the same stride).
@@ -32,12 +49,7 @@ def pair_levels_by_size(s_shapes: Sequence[Sequence[int]],
         list[tuple[int, int]]: ``(student position, teacher position)`` for each
         ``H, W`` that occurs exactly once on each side, in student order.
     """
-    s_sizes = [tuple(s[2:]) for s in s_shapes]
-    t_sizes = [tuple(t[2:]) for t in t_shapes]
-    # one-to-one only: a size found once on each side (deep levels of a small probe
-    # image can all be 1 x 1)
-    return [(i, t_sizes.index(size)) for i, size in enumerate(s_sizes)
-            if s_sizes.count(size) == 1 and t_sizes.count(size) == 1]
+    return pair_equal([tuple(s[2:]) for s in s_shapes], [tuple(t[2:]) for t in t_shapes])
 
 
 def level_pairing_hint(s_shapes: Sequence[Sequence[int]], t_shapes: Sequence[Sequence[int]]) -> str:
