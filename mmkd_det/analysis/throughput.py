@@ -17,7 +17,9 @@ and reports images/s of the student and distill steps, the time ratio
 :mod:`mmkd_det.analysis.cost` does and, on CUDA, ``torch.cuda.max_memory_allocated``
 of each step: for ``distill`` everything; for ``student`` minus the teacher's
 and the losses' weights, which stay allocated but a plain student run would
-not hold. Random weights do not change the work. :func:`teacher_layouts` times
+not hold; for ``teacher`` minus the student's and the losses' weights. With
+``amp`` every step runs under autocast (float16 and a gradient scaler on CUDA,
+as ``tools/train.py --amp``). Random weights do not change the work. :func:`teacher_layouts` times
 the teacher forward alone, NCHW against channels-last input.
 
 The command line is ``tools/analysis_tools/measure_throughput.py``.
@@ -67,13 +69,15 @@ def full_size_step(config: str,
                    device: str,
                    batch: int,
                    size: Sequence[int],
-                   distiller_options: Optional[dict] = None) -> Step:
+                   distiller_options: Optional[dict] = None,
+                   amp: bool = False) -> Step:
     """:class:`Step` of :func:`random_teacher_distiller` on ``device`` with a batch
-    of ``batch`` random images of ``size`` (H, W)."""
+    of ``batch`` random images of ``size`` (H, W); ``amp``: the steps run under
+    autocast (:class:`~mmkd_det.analysis.timing.Step`)."""
     model = random_teacher_distiller(config, distiller_options).to(device)
     head = getattr(model.student, 'bbox_head', None)
     *_, data = full_pair(batch, tuple(size), num_classes=getattr(head, 'num_classes', 80))
-    return Step(model, data)
+    return Step(model, data, amp=amp)
 
 
 def teacher_layouts(step: Step,
@@ -148,6 +152,7 @@ def measure_throughput(step: Step,
         iters=iters,
         distiller_options=distiller_options or {},
         keep_heap=keep_heap,
+        amp=step.amp,
         images_per_s={k: batch / mean[k]
                       for k in ('student', 'distill')},
         distill_over_student_time=mean['distill'] / mean['student'],
@@ -156,14 +161,18 @@ def measure_throughput(step: Step,
     if step.inputs.is_cuda:
         res['device_name'] = torch.cuda.get_device_name()
         peak = {}
-        for name in ('student', 'distill'):
+        for name in ('student', 'teacher', 'distill'):
             step.model.zero_grad(set_to_none=True)
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             getattr(step, name)()
             torch.cuda.synchronize()
             peak[name] = torch.cuda.max_memory_allocated()
-        peak['student'] -= param_bytes(step.model.teacher) + param_bytes(step.model.distill_losses)
+        # the student step holds the teacher's and the losses' weights, which a plain
+        # run would not; the teacher forward holds the student's and the losses'
+        m = step.model
+        peak['student'] -= param_bytes(m.teacher) + param_bytes(m.distill_losses)
+        peak['teacher'] -= param_bytes(m.student) + param_bytes(m.distill_losses)
         res['max_memory_allocated_bytes'] = peak
         res['distill_over_student_memory'] = peak['distill'] / peak['student']
     return res
@@ -178,7 +187,10 @@ def throughput_summary(res: dict) -> str:
         lines.append(f'{k:>8}: {1000 * mean[k]:8.1f} ms/step, '
                      f'{res["images_per_s"][k]:6.2f} images/s' +
                      (f', {mem / 2**30:.2f} GiB max allocated' if mem else ''))
-    lines.append(f'teacher: {1000 * mean["teacher"]:8.1f} ms/forward')
+    mem = res.get('max_memory_allocated_bytes', {}).get('teacher')
+    lines.append(f'teacher: {1000 * mean["teacher"]:8.1f} ms/forward' +
+                 (f', {mem / 2**30:.2f} GiB max allocated' if mem else '') +
+                 (' (autocast)' if res.get('amp') else ''))
     lines.append(f'distill / student time = {res["distill_over_student_time"]:.3f}; '
                  f'distill / (student + teacher) = '
                  f'{res["distill_over_student_plus_teacher"]:.3f} (per-iteration median '

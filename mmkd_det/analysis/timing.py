@@ -8,6 +8,7 @@ repeats them interleaved, the order rotated every iteration, and
 ``tools/analysis_tools/measure_cost.py`` and ``measure_throughput.py`` report
 (see :mod:`mmkd_det.analysis.cost` for their definitions).
 """
+import contextlib
 import ctypes
 import dataclasses
 import gc
@@ -71,9 +72,13 @@ class Step:
 
     The distillation schedule (warm-up, stop epoch) reads the iteration and
     epoch of mmengine's MessageHub (0 when no training runs), as at that point
-    of a training."""
+    of a training.
 
-    def __init__(self, model, data):
+    ``amp=True`` runs the forwards (and the losses) under ``torch.autocast``, as
+    mmengine's ``AmpOptimWrapper`` (``tools/train.py --amp``) does: float16 with a
+    gradient scaler on CUDA, bfloat16 on CPU."""
+
+    def __init__(self, model, data, amp: bool = False):
         model.train()
         hub = MessageHub.get_current_instance()
         model.set_progress(iter=hub.get_info('iter', 0), epoch=hub.get_info('epoch', 0))
@@ -81,6 +86,10 @@ class Step:
         batch = model.data_preprocessor(data, True)
         self.inputs, self.samples = batch['inputs'], batch['data_samples']
         self.teacher_inputs = batch.get('teacher_inputs')
+        self.amp = bool(amp)
+        cuda = self.inputs.is_cuda
+        self._scaler = torch.amp.GradScaler('cuda') if self.amp and cuda else None
+        self._amp_dtype = torch.float16 if cuda else torch.bfloat16
         self.part_time = {}
         # instance attributes shadow the methods: the Distiller's own calls are timed
         for loss in model.distill_losses.values():
@@ -108,27 +117,39 @@ class Step:
 
         return wrapper
 
+    def autocast(self):
+        """``torch.autocast`` of the step's device with ``amp``, else a no-op."""
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.inputs.device.type, dtype=self._amp_dtype)
+
     def _backward_only(self, losses):
         total, _ = self.model.parse_losses(losses)
         self.model.zero_grad(set_to_none=True)
-        total.backward()
+        (self._scaler.scale(total) if self._scaler is not None else total).backward()
 
     def student(self):
-        self._backward(self.model.student.loss(self.inputs, self.samples))
+        with self.autocast():
+            losses = self.model.student.loss(self.inputs, self.samples)
+        self._backward(losses)
 
     def teacher(self):
-        self.model._teacher_forward(self.inputs, self.teacher_inputs)
+        with self.autocast():
+            self.model._teacher_forward(self.inputs, self.teacher_inputs)
         self.model.reset_records()
 
     def distill(self):
-        self._backward(self.model.loss(self.inputs, self.samples, self.teacher_inputs))
+        with self.autocast():
+            losses = self.model.loss(self.inputs, self.samples, self.teacher_inputs)
+        self._backward(losses)
 
     def _fix_loss_inputs(self) -> None:
         """Each loss's arguments on this batch, its record tensors detached (the
         student's as leaves that take gradients, also kept in ``_leaves``),
         recorded once."""
         m = self.model
-        m.record_step(self.inputs, self.samples, self.teacher_inputs)
+        with self.autocast():
+            m.record_step(self.inputs, self.samples, self.teacher_inputs)
         self._loss_inputs, self._leaves = {}, []
         for name in m.distill_losses:
             kwargs = m._loss_kwargs(name, self.samples)
@@ -162,13 +183,15 @@ class Step:
         for capture, record in self._captures:
             capture.record = record
         terms = []
-        for name, loss in self.model.distill_losses.items():
-            value = loss(**self._loss_inputs[name])
-            terms += list(value.values()) if isinstance(value, dict) else [value]
+        with self.autocast():
+            for name, loss in self.model.distill_losses.items():
+                value = loss(**self._loss_inputs[name])
+                terms += list(value.values()) if isinstance(value, dict) else [value]
         self.model.zero_grad(set_to_none=True)
         for leaf in self._leaves:
             leaf.grad = None
-        torch.stack(terms).sum().backward()
+        total = torch.stack([t.float() for t in terms]).sum()
+        (self._scaler.scale(total) if self._scaler is not None else total).backward()
 
     def param_bytes(self, phase: str) -> int:
         m = self.model

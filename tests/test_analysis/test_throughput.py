@@ -31,3 +31,35 @@ def test_random_teacher_distiller_refuses_a_plain_detector_config():
     plain = osp.join(ROOT, 'configs/retinanet/retinanet_r18w32_synthetic.py')
     with pytest.raises(ValueError, match='is not a distillation config'):
         random_teacher_distiller(plain)
+
+
+def test_amp_steps_run_under_autocast_and_match_float32():
+    """``--amp``: the teacher's records are computed in bfloat16 on CPU (float16 on
+    CUDA), the losses stay within bfloat16 rounding of the float32 step, and every
+    student parameter the losses reach gets a finite gradient."""
+    import torch
+    pkd = osp.join(ROOT, 'configs/pkd/pkd_retina_r18w48_r18w32_synthetic.py')
+    step = full_size_step(pkd, 'cpu', 2, (64, 64), amp=True)
+    model = step.model
+    with step.autocast():
+        model.record_step(step.inputs, step.samples, step.teacher_inputs)
+    fpn = model.teacher_recorder.get('fpn')
+    assert all(t.dtype == torch.bfloat16 for t in fpn)
+    model.reset_records()
+    with torch.no_grad():
+        full = model.loss(step.inputs, step.samples, step.teacher_inputs)
+        with step.autocast():
+            half = model.loss(step.inputs, step.samples, step.teacher_inputs)
+    for key in ('distill.loss_pkd', 'loss_cls'):
+        assert _total(half[key]) == pytest.approx(_total(full[key]), rel=0.05), key
+    step.distill()
+    grads = [p.grad for p in model.student.neck.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    res = measure_throughput(step, iters=1, warmup=0)
+    assert res['amp'] is True and '(autocast)' in throughput_summary(res)
+
+
+def _total(value) -> float:
+    """A logged loss (a tensor or a list of per-level tensors) as one float."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return sum(float(v) for v in values)

@@ -6,6 +6,7 @@ mmkd_det/analysis/throughput.py. Paths are relative to the current directory
 (the default config: run from the repository root).
 
     python tools/analysis_tools/measure_throughput.py --device cuda   # the GPU check of issue 6
+    python tools/analysis_tools/measure_throughput.py --device cuda --amp   # float16 autocast
     python tools/analysis_tools/measure_throughput.py configs/pkd/pkd_retina_r101_r50.py \\
         --device cuda
     # the teacher forward alone, NCHW against channels-last (teacher_channels_last)
@@ -33,6 +34,11 @@ def parse_args():
     add_image_size_arg(p)
     p.add_argument('--iters', type=int, default=20)
     p.add_argument('--warmup', type=int, default=5)
+    p.add_argument(
+        '--amp',
+        action='store_true',
+        help='run every step under autocast, as tools/train.py --amp (float16 and a '
+        'gradient scaler on CUDA, bfloat16 on CPU)')
     add_json_arg(p)
     add_distiller_options_arg(p, 'inplace_activations=disable')
     add_keep_heap_arg(p)
@@ -51,7 +57,7 @@ def main():
         sys.exit('--device cuda: no CUDA device visible to torch; use --device cpu.')
     try:
         step = full_size_step(args.config, args.device, args.batch, args.size,
-                              args.distiller_options)
+                              args.distiller_options, amp=args.amp)
     except ValueError as err:
         sys.exit(str(err))
     if args.teacher_layouts:
