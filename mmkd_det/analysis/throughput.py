@@ -201,3 +201,29 @@ def throughput_summary(res: dict) -> str:
     lines.append('minor page faults per step: ' +
                  ', '.join(f'{k} {v / 1e3:.0f}k' for k, v in res['minor_page_faults'].items()))
     return '\n'.join(lines)
+
+
+def throughput_table(results: dict) -> str:
+    """Markdown table of ``{config: measure_throughput() result}``: images/s of the
+    student and distill steps, the teacher forward's ms, the time ratios and, on
+    CUDA, the peak memory of each step in GiB."""
+    rows = [
+        '| config | device | batch | autocast | student img/s | distill img/s | teacher ms | '
+        'distill / student | distill / (student + teacher) | student GiB | teacher GiB | '
+        'distill GiB |', '|---|---|---|---|---|---|---|---|---|---|---|---|'
+    ]
+    for config, r in results.items():
+        mem = r.get('max_memory_allocated_bytes', {})
+        gib = [
+            f'{mem[k] / 2**30:.2f}' if k in mem else '—' for k in ('student', 'teacher', 'distill')
+        ]
+        cells = [
+            osp.basename(config),
+            r.get('device_name',
+                  r['device']), 'x'.join(map(str, r['batch'])), 'yes' if r.get('amp') else 'no',
+            f'{r["images_per_s"]["student"]:.2f}', f'{r["images_per_s"]["distill"]:.2f}',
+            f'{1000 * r["mean_seconds"]["teacher"]:.1f}', f'{r["distill_over_student_time"]:.3f}',
+            f'{r["distill_over_student_plus_teacher"]:.3f}', *gib
+        ]
+        rows.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(rows)

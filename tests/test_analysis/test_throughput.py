@@ -5,7 +5,8 @@ import os.path as osp
 import pytest
 
 from mmkd_det.analysis.throughput import (full_size_step, measure_throughput,
-                                          random_teacher_distiller, throughput_summary)
+                                          random_teacher_distiller, throughput_summary,
+                                          throughput_table)
 from tests.conftest import ROOT
 
 
@@ -25,6 +26,9 @@ def test_measure_throughput_reports_floor_and_takes_distiller_options():
     assert res['images_per_s']['distill'] == pytest.approx(2 / t['distill'])
     assert set(res['minor_page_faults']) == {'student', 'teacher', 'distill', 'loss_alone'}
     assert throughput_summary(res).splitlines()[0].startswith(' student: ')
+    row = throughput_table({pkd: res}).splitlines()[2].split(' | ')
+    assert row[0] == '| pkd_retina_r18w48_r18w32_synthetic.py' and row[3] == 'no'
+    assert float(row[5]) == pytest.approx(res['images_per_s']['distill'], abs=0.005)
 
 
 def test_random_teacher_distiller_refuses_a_plain_detector_config():

@@ -11,7 +11,7 @@ SCRIPTS = sorted(glob.glob(osp.join(ROOT, 'tools', '**', '*.py'), recursive=True
 EXPECTED = {
     'train.py', 'test.py', 'dist_train.sh', 'dist_test.sh', 'slurm_train.sh', 'slurm_test.sh',
     'setup_env.sh', 'run_tests.sh', 'demo.sh', 'model_converters/export_student.py',
-    'misc/gen_synthetic.py', 'misc/demo.py', 'misc/check_dataset.py',
+    'misc/gen_synthetic.py', 'misc/demo.py', 'misc/check_dataset.py', 'misc/gpu_throughput.sh',
     *(f'analysis_tools/{name}.py' for name in (
         'benchmark', 'measure_cost', 'measure_throughput', 'compare_mmrazor_step', 'grad_norms',
         'visualize_masks', 'measure_skd_memory', 'soak', 'print_records'))}

@@ -7,6 +7,9 @@ mmkd_det/analysis/throughput.py. Paths are relative to the current directory
 
     python tools/analysis_tools/measure_throughput.py --device cuda   # the GPU check of issue 6
     python tools/analysis_tools/measure_throughput.py --device cuda --amp   # float16 autocast
+    # several configs, one table: <out>.json and <out>.md (tools/misc/gpu_throughput.sh)
+    python tools/analysis_tools/measure_throughput.py configs/frs/frs_retina_r101_r50.py \
+        configs/pkd/pkd_retina_r101_r50.py --device cuda --amp --out work_dirs/gpu_amp
     python tools/analysis_tools/measure_throughput.py configs/pkd/pkd_retina_r101_r50.py \\
         --device cuda
     # the teacher forward alone, NCHW against channels-last (teacher_channels_last)
@@ -21,14 +24,20 @@ import sys
 import torch
 
 from mmkd_det.analysis.throughput import (full_size_step, measure_throughput, teacher_layouts,
-                                          teacher_layouts_summary, throughput_summary)
+                                          teacher_layouts_summary, throughput_summary,
+                                          throughput_table)
 from mmkd_det.apis import (add_distiller_options_arg, add_image_size_arg, add_json_arg,
                            add_keep_heap_arg, apply_keep_heap, doc_parser, write_json)
 
 
 def parse_args():
     p = doc_parser(__doc__)
-    p.add_argument('config', nargs='?', default='configs/frs/frs_retina_r101_r50.py')
+    p.add_argument(
+        'config',
+        nargs='*',
+        default=['configs/frs/frs_retina_r101_r50.py'],
+        help='Distiller '
+        'config(s); default configs/frs/frs_retina_r101_r50.py')
     p.add_argument('--device', default='cuda')
     p.add_argument('--batch', type=int, default=2)
     add_image_size_arg(p)
@@ -42,6 +51,7 @@ def parse_args():
     add_json_arg(p)
     add_distiller_options_arg(p, 'inplace_activations=disable')
     add_keep_heap_arg(p)
+    p.add_argument('--out', help='stem of <out>.json (every result) and <out>.md (one table)')
     p.add_argument(
         '--teacher-layouts',
         action='store_true',
@@ -55,19 +65,31 @@ def main():
     apply_keep_heap(args.keep_heap)
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         sys.exit('--device cuda: no CUDA device visible to torch; use --device cpu.')
-    try:
-        step = full_size_step(args.config, args.device, args.batch, args.size,
-                              args.distiller_options, amp=args.amp)
-    except ValueError as err:
-        sys.exit(str(err))
-    if args.teacher_layouts:
-        res = teacher_layouts(step, args.iters, args.warmup, args.config, args.device)
-        print(teacher_layouts_summary(res))
-    else:
-        res = measure_throughput(step, args.iters, args.warmup, args.config, args.device,
-                                 args.distiller_options, args.keep_heap)
-        print(throughput_summary(res))
-    write_json(res, args.json)
+    if len(args.config) > 1 and (args.json or args.teacher_layouts):
+        sys.exit('--json and --teacher-layouts take one config; give --out STEM for several.')
+    results = {}
+    for config in args.config:
+        try:
+            step = full_size_step(
+                config, args.device, args.batch, args.size, args.distiller_options, amp=args.amp)
+        except ValueError as err:
+            sys.exit(str(err))
+        if args.teacher_layouts:
+            res = teacher_layouts(step, args.iters, args.warmup, config, args.device)
+            print(teacher_layouts_summary(res))
+        else:
+            res = measure_throughput(step, args.iters, args.warmup, config, args.device,
+                                     args.distiller_options, args.keep_heap)
+            print(f'== {config}\n{throughput_summary(res)}', flush=True)
+        results[config] = res
+        del step
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    write_json(results[args.config[0]], args.json)
+    if args.out:
+        write_json(results, args.out + '.json')
+        with open(args.out + '.md', 'w') as f:
+            f.write(throughput_table(results) + '\n')
 
 
 if __name__ == '__main__':
