@@ -24,6 +24,7 @@ COCO_CONFIGS = [
     ('configs/mgd/mgd_rtmdet_m_s.py', 'loss_mgd', (128, 192)),
     ('configs/fgd/fgd_rtmdet_m_s.py', 'loss_fgd.loss_fg', (128, 192)),
     ('configs/frs/frs_rtmdet_m_s.py', 'loss_frs_cls', (128, 192)),
+    ('configs/kd/kd_rtmdet_s_tiny.py', 'loss_kd', (96, 128)),
 ]
 
 

@@ -298,7 +298,7 @@ RUNS.update({
         RunSpec(
             f'configs/{m.lower()}/{m.lower()}_rtmdet_w64_w32_synthetic.py',
             teacher='RTMDet teacher')
-        for m in ('PKD', 'CWD', 'MGD', 'FGD', 'FRS')
+        for m in ('PKD', 'CWD', 'MGD', 'FGD', 'FRS', 'KD')
     },
     'YOLOX teacher':
     RunSpec('configs/yolox/yolox_w64_synthetic.py'),
@@ -413,7 +413,7 @@ PRESETS: Dict[str, List[str]] = {
     # (seed 0) unless --teacher-ckpt is given
     'deployment': [
         'RTMDet student', 'RTMDet PKD', 'RTMDet CWD', 'RTMDet MGD', 'RTMDet FGD', 'RTMDet FRS',
-        'YOLOX student', 'YOLOX PKD'
+        'RTMDet KD', 'YOLOX student', 'YOLOX PKD'
     ],
 }
 _FIELDS = RunSpec._fields
