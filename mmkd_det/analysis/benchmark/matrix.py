@@ -256,6 +256,9 @@ RUNS.update({
     for n in ('FRS', 'TID', 'SKD', 'GFL FRS', 'GFL TID', 'GFL LD', 'MaskRCNN SKD', 'std FRS',
               'std TID', 'std SKD')
 })
+# the RTMDet deployment pair (defined below) with the same calibration: a pair none of
+# these methods' weights were tuned for
+_RTMDET_METHODS = ('PKD', 'CWD', 'MGD', 'FGD', 'FRS', 'KD')
 
 # Label-free distillation (configs/label_free/): the student on the first 200 labelled
 # images ('LF student', the baseline of the 'LF' runs) against students distilled on all 800
@@ -298,7 +301,7 @@ RUNS.update({
         RunSpec(
             f'configs/{m.lower()}/{m.lower()}_rtmdet_w64_w32_synthetic.py',
             teacher='RTMDet teacher')
-        for m in ('PKD', 'CWD', 'MGD', 'FGD', 'FRS', 'KD')
+        for m in _RTMDET_METHODS
     },
     'YOLOX teacher':
     RunSpec('configs/yolox/yolox_w64_synthetic.py'),
@@ -307,6 +310,7 @@ RUNS.update({
     'YOLOX PKD':
     RunSpec('configs/pkd/pkd_yolox_w64_w32_synthetic.py', teacher='YOLOX teacher'),
 })
+RUNS.update({f'RTMDet {m} calibrated': _calibrated(f'RTMDet {m}') for m in _RTMDET_METHODS})
 
 # Several teachers (configs/multi_teacher/): PKD from the RetinaNet and the GFL teacher
 # together, against PKD from each alone ('PKD' is the RetinaNet teacher's).
@@ -415,6 +419,9 @@ PRESETS: Dict[str, List[str]] = {
         'RTMDet student', 'RTMDet PKD', 'RTMDet CWD', 'RTMDet MGD', 'RTMDet FGD', 'RTMDet FRS',
         'RTMDet KD', 'YOLOX student', 'YOLOX PKD'
     ],
+    # the loss calibration on the RTMDet pair (docs/loss_calibration.md)
+    'deployment_calibration':
+    ['RTMDet student'] + [f'RTMDet {m}{c}' for m in _RTMDET_METHODS for c in ('', ' calibrated')],
 }
 _FIELDS = RunSpec._fields
 
