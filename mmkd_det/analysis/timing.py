@@ -174,14 +174,15 @@ class Step:
                     bbox_pred=record.bbox_pred.detach().requires_grad_(),
                     feats=tuple(f.detach().requires_grad_() for f in record.feats))
                 self._leaves += [leaves['cls_score'], leaves['bbox_pred'], *leaves['feats']]
-                self._captures.append((capture, dataclasses.replace(record, **leaves)))
+                self._captures.append((module, dataclasses.replace(record, **leaves)))
         m.reset_records()
 
     def loss_alone(self):
         if not hasattr(self, '_loss_inputs'):
             self._fix_loss_inputs()
-        for capture, record in self._captures:
-            capture.record = record
+        # each distill step gives the loss a new capture: hand the record to the current one
+        for module, record in self._captures:
+            module._capture.record = record
         terms = []
         with self.autocast():
             for name, loss in self.model.distill_losses.items():
