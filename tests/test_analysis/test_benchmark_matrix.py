@@ -271,3 +271,33 @@ def test_a_run_without_an_evaluation_stops_with_its_work_dir(tmp_path, monkeypat
     with pytest.raises(RuntimeError, match=r"'?student seed 0 trained but logged no box mAP.*"
                                            r'see wd/student/seed0'):
         benchmark.train_one('student', RunSpec('plain.py'), 0, 'wd', None, 1, 'train.py')
+
+
+def _student_type(config: str) -> str:
+    """The detector type a config trains: its model's, or a Distiller's student's."""
+    from mmkd_det.models.distillers import load_model_cfg
+    model = Config.fromfile(osp.join(ROOT, config)).model
+    if model.get('type') == 'Distiller':
+        model = load_model_cfg(model.student, 'student')
+    return model['type']
+
+
+def test_every_distillation_run_gains_against_a_student_of_its_detector(monkeypatch):
+    """The report pairs a run's gains with '<leading words> student' (else 'student'):
+    for every built-in distillation run that run must train the same detector as the
+    run's student (a GFL student distilled from a RetinaNet teacher against the GFL
+    student, not the RetinaNet one)."""
+    from mmkd_det.analysis.benchmark.report import _baseline_of
+    monkeypatch.chdir(ROOT)
+    runs = benchmark.RUNS
+    names = {n: n for n in runs}
+    types = {}
+    for name, spec in runs.items():
+        if not spec.teacher or spec.config.startswith('configs/_base_') or 'coco' in name.lower():
+            continue
+        base = _baseline_of(name, names)
+        assert base is not None, name
+        for n in (name, base):
+            if runs[n].config not in types:
+                types[runs[n].config] = _student_type(runs[n].config)
+        assert types[spec.config] == types[runs[base].config], (name, base)

@@ -174,14 +174,14 @@ RUNS: Dict[str, RunSpec] = {
     'MaskRCNN SKD': RunSpec('configs/skd/skd_mask_rcnn_' + _PAIR, teacher='MaskRCNN teacher'),
     # cross-family pairs (docs/cross_family.md): Faster R-CNN -> RetinaNet, RetinaNet -> GFL
     **{
-        f'xfam FRCNN->Retina {m}':
+        f'{m} from FRCNN':
         RunSpec(
             f'configs/{m.lower()}/{m.lower()}_faster_rcnn_r18w48_retina_r18w32_synthetic.py',
             teacher='FRCNN teacher')
         for m in ('PKD', 'CWD')
     },
     **{
-        f'xfam Retina->GFL {m}':
+        f'GFL {m} from Retina':
         RunSpec(
             f'configs/{m.lower()}/{m.lower()}_retina_r18w48_gfl_r18w32_synthetic.py',
             teacher='teacher')
@@ -410,8 +410,8 @@ PRESETS: Dict[str, List[str]] = {
     # cross-family pairs: the students alone, then each distilled from the other family's
     # teacher ('FRCNN teacher' / 'teacher' runs, seed 0, unless --teacher-ckpt is given)
     'cross_family': [
-        'student', 'xfam FRCNN->Retina PKD', 'xfam FRCNN->Retina CWD', 'GFL student',
-        'xfam Retina->GFL PKD', 'xfam Retina->GFL CWD'
+        'student', 'PKD from FRCNN', 'CWD from FRCNN', 'GFL student', 'GFL PKD from Retina',
+        'GFL CWD from Retina'
     ],
     # deployment students: the teachers are the 'RTMDet teacher' / 'YOLOX teacher' runs
     # (seed 0) unless --teacher-ckpt is given
