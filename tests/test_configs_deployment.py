@@ -25,6 +25,9 @@ COCO_CONFIGS = [
     ('configs/fgd/fgd_rtmdet_m_s.py', 'loss_fgd.loss_fg', (128, 192)),
     ('configs/frs/frs_rtmdet_m_s.py', 'loss_frs_cls', (128, 192)),
     ('configs/kd/kd_rtmdet_s_tiny.py', 'loss_kd', (96, 128)),
+    ('configs/cwd/cwd_yolox_s_tiny.py', 'loss_cwd', (96, 128)),
+    ('configs/mgd/mgd_yolox_s_tiny.py', 'loss_mgd', (96, 128)),
+    ('configs/fgd/fgd_yolox_s_tiny.py', 'loss_fgd.loss_fg', (96, 128)),
 ]
 
 

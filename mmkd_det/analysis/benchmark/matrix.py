@@ -292,10 +292,8 @@ RUNS.update({
 # Deployment students (docs/deployment_students.md): RTMDet and YOLOX, each teacher twice
 # the student's width (w64 -> w32), on the quick tier's data and schedules.
 RUNS.update({
-    'RTMDet teacher':
-    RunSpec('configs/rtmdet/rtmdet_w64_synthetic.py'),
-    'RTMDet student':
-    RunSpec('configs/rtmdet/rtmdet_w32_synthetic.py'),
+    'RTMDet teacher': RunSpec('configs/rtmdet/rtmdet_w64_synthetic.py'),
+    'RTMDet student': RunSpec('configs/rtmdet/rtmdet_w32_synthetic.py'),
     **{
         f'RTMDet {m}':
         RunSpec(
@@ -303,12 +301,14 @@ RUNS.update({
             teacher='RTMDet teacher')
         for m in _RTMDET_METHODS
     },
-    'YOLOX teacher':
-    RunSpec('configs/yolox/yolox_w64_synthetic.py'),
-    'YOLOX student':
-    RunSpec('configs/yolox/yolox_w32_synthetic.py'),
-    'YOLOX PKD':
-    RunSpec('configs/pkd/pkd_yolox_w64_w32_synthetic.py', teacher='YOLOX teacher'),
+    'YOLOX teacher': RunSpec('configs/yolox/yolox_w64_synthetic.py'),
+    'YOLOX student': RunSpec('configs/yolox/yolox_w32_synthetic.py'),
+    **{
+        f'YOLOX {m}':
+        RunSpec(
+            f'configs/{m.lower()}/{m.lower()}_yolox_w64_w32_synthetic.py', teacher='YOLOX teacher')
+        for m in ('PKD', 'CWD', 'MGD', 'FGD')
+    },
 })
 RUNS.update({f'RTMDet {m} calibrated': _calibrated(f'RTMDet {m}') for m in _RTMDET_METHODS})
 
@@ -417,7 +417,7 @@ PRESETS: Dict[str, List[str]] = {
     # (seed 0) unless --teacher-ckpt is given
     'deployment': [
         'RTMDet student', 'RTMDet PKD', 'RTMDet CWD', 'RTMDet MGD', 'RTMDet FGD', 'RTMDet FRS',
-        'RTMDet KD', 'YOLOX student', 'YOLOX PKD'
+        'RTMDet KD', 'YOLOX student', 'YOLOX PKD', 'YOLOX CWD', 'YOLOX MGD', 'YOLOX FGD'
     ],
     # the loss calibration on the RTMDet pair (docs/loss_calibration.md)
     'deployment_calibration':
