@@ -123,10 +123,14 @@ class Step:
             return contextlib.nullcontext()
         return torch.autocast(self.inputs.device.type, dtype=self._amp_dtype)
 
+    def _scaled_backward(self, total) -> None:
+        """``total.backward()``, through the gradient scaler under CUDA ``amp``."""
+        (self._scaler.scale(total) if self._scaler is not None else total).backward()
+
     def _backward_only(self, losses):
         total, _ = self.model.parse_losses(losses)
         self.model.zero_grad(set_to_none=True)
-        (self._scaler.scale(total) if self._scaler is not None else total).backward()
+        self._scaled_backward(total)
 
     def student(self):
         with self.autocast():
@@ -191,8 +195,7 @@ class Step:
         self.model.zero_grad(set_to_none=True)
         for leaf in self._leaves:
             leaf.grad = None
-        total = torch.stack([t.float() for t in terms]).sum()
-        (self._scaler.scale(total) if self._scaler is not None else total).backward()
+        self._scaled_backward(torch.stack([t.float() for t in terms]).sum())
 
     def param_bytes(self, phase: str) -> int:
         m = self.model

@@ -56,6 +56,9 @@ class ClassFeatureBank:
         ptr (Tensor): (C,) long, next row to overwrite per class.
     """
 
+    #: the tensors of the bank (None before the first push)
+    TENSORS = ('feats_a', 'feats_b', 'valid', 'ptr')
+
     def __init__(self, num_classes: int, size: int):
         if num_classes < 1 or size < 1:
             raise ValueError(f'ClassFeatureBank needs num_classes >= 1 and size >= 1, got '
@@ -120,7 +123,7 @@ class ClassFeatureBank:
 
     def to(self, device) -> 'ClassFeatureBank':
         """Move the tensors (if any) to ``device``, in place."""
-        for name in ('feats_a', 'feats_b', 'valid', 'ptr'):
+        for name in self.TENSORS:
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.to(device))
@@ -132,13 +135,13 @@ class ClassFeatureBank:
             num_classes=self.num_classes,
             size=self.size,
             **{n: getattr(self, n)
-               for n in ('feats_a', 'feats_b', 'valid', 'ptr')})
+               for n in self.TENSORS})
 
     @classmethod
     def from_state(cls, state: dict) -> 'ClassFeatureBank':
         """The bank :meth:`state` saved."""
         bank = cls(state['num_classes'], state['size'])
-        for name in ('feats_a', 'feats_b', 'valid', 'ptr'):
+        for name in cls.TENSORS:
             setattr(bank, name, state[name])
         return bank
 
