@@ -9,7 +9,8 @@ Loss Balancing in Deep Multitask Networks", ICML 2018,
 https://arxiv.org/abs/1711.02257); here each factor is measured once, over a
 window of iterations, and then kept fixed (and stored in the checkpoint).
 
-Options: ``dict(share, window=20, at_iter=None, per='loss', terms=None)``.
+Options: ``dict(share, window=20, at_iter=None, per='loss', terms=None,
+max_factor=None)``.
 
 For calibration unit :math:`k` and the task loss :math:`L_{task}` (the sum of
 the student's losses, as mmengine's ``parse_losses`` sums every key containing
@@ -27,6 +28,16 @@ student trains on :math:`L_{task} + \sum_k \lambda(t)\, c_k L_k`
 (:math:`\lambda(t)`: the warm-up / stop schedule), so that
 :math:`\|\nabla_{\Theta_k} c_k L_k\| = s \, \|\nabla_{\Theta_k} L_{task}\|` on
 average over the window.
+
+``max_factor`` (default None: no bound) caps each factor,
+:math:`c_k = \min(c_k, c_{max})`, and the log names every factor it capped
+with its uncapped value. Why: the window lies early in training, and a loss
+whose gradient is then tiny gets a huge factor. On the RTMDet deployment pair
+the head-level terms of FRS and logit KD measured 0.013 and 0.27 against task
+gradients of 9.3 and 4.4 (factors 470-695 and 16-25), and those students
+collapsed later in training (``docs/loss_calibration.md``). A cap keeps such a
+loss near its measured share without letting one early reading multiply it by
+hundreds. Not part of any paper.
 
 The unit :math:`L_k` (``per``):
 
@@ -97,7 +108,8 @@ from mmkd_det.registry import suggestion
 from .schedule import HOOK_CFG
 
 #: the keys of ``loss_calibration`` and their defaults (``share`` has none).
-CALIBRATION_DEFAULTS = dict(share=None, window=20, at_iter=None, per='loss', terms=None)
+CALIBRATION_DEFAULTS = dict(
+    share=None, window=20, at_iter=None, per='loss', terms=None, max_factor=None)
 #: the values of ``per``: one factor per configured loss, or per logged term.
 PER_MODES = ('loss', 'term')
 #: prefix of the logged factors (no ``'loss'`` in it: mmengine sums those keys).
@@ -120,7 +132,7 @@ def build_calibration(cfg: Optional[Mapping], losses: Mapping[str, nn.Module],
 
     Args:
         cfg (dict, optional): ``dict(share=..., window=20, at_iter=None,
-            per='loss', terms=None)``.
+            per='loss', terms=None, max_factor=None)``.
         losses (dict): the Distiller's ``distill_losses`` (name -> module).
         warmup_iters (int): the Distiller's; the default ``at_iter``.
 
@@ -149,7 +161,8 @@ def build_calibration(cfg: Optional[Mapping], losses: Mapping[str, nn.Module],
         at_iter=warmup_iters if opts['at_iter'] is None else opts['at_iter'],
         at_iter_is_default=opts['at_iter'] is None,
         per=opts['per'],
-        terms=opts['terms'])
+        terms=opts['terms'],
+        max_factor=opts['max_factor'])
 
 
 def _is_int(value) -> bool:
@@ -251,6 +264,8 @@ class LossCalibration(nn.Module):
         terms (Sequence[str], optional): with ``per='term'`` (and only then,
             required): every logged term, ``<loss name>.<key>`` of a loss that
             returns a dict, the loss name of one that returns a tensor.
+        max_factor (float, optional): upper bound of every factor (> 0); None:
+            unbounded (module docstring).
     """
 
     def __init__(self,
@@ -261,13 +276,19 @@ class LossCalibration(nn.Module):
                  at_iter: int = 0,
                  at_iter_is_default: bool = False,
                  per: str = 'loss',
-                 terms: Optional[Sequence[str]] = None):
+                 terms: Optional[Sequence[str]] = None,
+                 max_factor: Optional[float] = None):
         super().__init__()
         if isinstance(share, bool) or not isinstance(share, (int, float)) \
                 or not math.isfinite(share) or share <= 0:
             raise ValueError(f'loss_calibration share must be a number > 0 (the target ratio '
                              f'of each distillation gradient norm to the task one), got '
                              f'{share!r}.')
+        if max_factor is not None and (isinstance(max_factor, bool)
+                                       or not isinstance(max_factor, (int, float))
+                                       or not math.isfinite(max_factor) or max_factor <= 0):
+            raise ValueError(f'loss_calibration max_factor must be None (no bound) or a number '
+                             f'> 0 (the largest factor a loss may get), got {max_factor!r}.')
         if not _is_int(window) or window < 1:
             raise ValueError(f'loss_calibration window must be an integer >= 1 (iterations '
                              f'averaged), got {window!r}.')
@@ -310,6 +331,7 @@ class LossCalibration(nn.Module):
         self._index = {u: i for i, u in enumerate(units)}
         self.log_keys = keys
         self.share, self.window, self.at_iter = float(share), int(window), int(at_iter)
+        self.max_factor = None if max_factor is None else float(max_factor)
         self.register_buffer('factors', torch.zeros(len(self.units)))
         self.register_buffer('calibrated', torch.zeros((), dtype=torch.int64))
         # host mirror of `calibrated`: no device read in the step
@@ -328,7 +350,7 @@ class LossCalibration(nn.Module):
 
     def extra_repr(self) -> str:
         return (f'share={self.share}, window={self.window}, at_iter={self.at_iter}, '
-                f'per={self.per!r}, {self.per}s={self.units}')
+                f'max_factor={self.max_factor}, per={self.per!r}, {self.per}s={self.units}')
 
     # ------------------------------------------------------------------ step
     def active(self, iter: Optional[int]) -> bool:
@@ -496,10 +518,13 @@ class LossCalibration(nn.Module):
                     f'Loss calibration: distillation {self.per} {name!r} cannot be calibrated: '
                     f'{what} is 0 over the window (mean g_k={g_k:.4g}, g_task={g_task:.4g}). '
                     f'Check that its inputs are student records, or remove it.')
-            factors.append(self.share * g_task / g_k)
+            raw = self.share * g_task / g_k
+            factors.append(raw if self.max_factor is None else min(raw, self.max_factor))
             of = '' if parent == name else f' of {parent}'
+            capped = f', capped from {raw:.6g} by max_factor' if factors[-1] < raw else ''
             lines.append(f'{name}: factor {factors[-1]:.6g} (mean grad norm {g_k:.4g}, task '
-                         f'{g_task:.4g} on the same parameters, loss_weight{of} {weight})')
+                         f'{g_task:.4g} on the same parameters, loss_weight{of} {weight}'
+                         f'{capped})')
         self.factors.copy_(torch.tensor(factors, dtype=self.factors.dtype))
         self.calibrated.fill_(1)
         self._fixed = True

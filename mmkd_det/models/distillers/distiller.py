@@ -101,7 +101,7 @@ class Distiller(BaseModel):
             mode a record changed in place after capture is refused when a loss
             reads it (:class:`RecordError`), never used silently.
         loss_calibration (dict, optional): ``dict(share, window=20, at_iter=None,
-            per='loss', terms=None)``: each loss (``per='term'``: each listed term)
+            per='loss', terms=None, max_factor=None)``: each loss (``per='term'``: each listed term)
             times a factor, fixed once at ``at_iter`` (default
             ``warmup_iters``: the ramp is over, full calibrated strength), that
             makes its gradient ``share`` times the task loss's; no teacher before

@@ -121,6 +121,33 @@ def test_factor_is_share_times_task_over_loss_gradient_norm(ckpt, window, monkey
         assert f'mean grad norm {g_k:.4g}, task {g_task:.4g}' in fixed[0]
 
 
+def test_max_factor_caps_each_factor_and_logs_the_uncapped_one(ckpt, monkeypatch):
+    """c_k = min(share * g_task / g_k, max_factor): the cap set between the two
+    uncapped factors bounds the larger one only, and the log gives its raw value."""
+    logs = []
+    monkeypatch.setattr(calibration_mod, 'print_log', lambda msg, **kw: logs.append(msg))
+    torch.manual_seed(0)  # the same adapters in both builds
+    ref, _ = pair(ckpt, share=SHARE, window=1, at_iter=1)
+    data = batch()
+    norms = reference_norms(ref, data)[0]
+    raw = {n: SHARE * norms[n][1] / norms[n][0] for n in NAMES}
+    lo, hi = sorted(raw.values())
+    assert hi > 1.5 * lo  # the two units' factors differ enough to cap one
+    cap = math.sqrt(lo * hi)
+    torch.manual_seed(0)
+    _, d = pair(ckpt, share=SHARE, window=1, at_iter=1, max_factor=cap)
+    step(d, data, 0)
+    step(d, data, 1)
+    got = d.calibration_factors_dict()
+    fixed = [m for m in logs if 'fixed' in m]
+    for name in NAMES:
+        assert got[name] == pytest.approx(min(raw[name], cap), rel=1e-5), name
+        capped = raw[name] > cap
+        assert (f'{name}: factor {got[name]:.6g}' in fixed[0])
+        assert ('capped from' in fixed[0].split(f'{name}: factor')[1].split(';')[0]) == capped
+    assert f'capped from {hi:.6g} by max_factor' in fixed[0]
+
+
 def test_calibrated_gradient_share_on_the_same_batch(ckpt):
     """Window 1 on one batch, then the same batch again (no optimizer step):
     ||grad(c_k L_k)|| / ||grad(L_task)|| = share on the parameters L_k reaches."""
@@ -287,6 +314,11 @@ def test_logged_factors_are_not_added_to_the_loss(ckpt):
     (dict(share=1, window=5), ValueError, r'at_iter defaults to .*warmup_iters=2.*window=5'),
     (dict(share=1, shar=1), TypeError, r"'shar' \(did you mean 'share'"),
     ('share=1', TypeError, 'loss_calibration must be None or a dict'),
+    (dict(share=1, window=1, at_iter=1, max_factor=0), ValueError, 'max_factor must be None'),
+    (dict(share=1, window=1, at_iter=1, max_factor=float('inf')), ValueError,
+     r'max_factor must be None \(no bound\) or a number > 0'),
+    (dict(share=1, window=1, at_iter=1, max_factor=True), ValueError, 'max_factor must be'),
+    (dict(share=1, max_factr=10), TypeError, r"'max_factr' \(did you mean 'max_factor'"),
 ])
 def test_bad_options(cfg, error, words):
     losses = {n: torch.nn.Module() for n in NAMES}
