@@ -236,9 +236,9 @@ CALIBRATION = ('model.loss_calibration.share=1.0', 'model.loss_calibration.windo
                'model.loss_calibration.at_iter=100')
 
 
-def _calibrated(name: str) -> RunSpec:
-    """Run ``name`` with :data:`CALIBRATION`."""
-    return RUNS[name]._replace(cfg_options=RUNS[name].cfg_options + CALIBRATION)
+def _calibrated(name: str, extra: Tuple[str, ...] = ()) -> RunSpec:
+    """Run ``name`` with :data:`CALIBRATION` and the ``extra`` options after it."""
+    return RUNS[name]._replace(cfg_options=RUNS[name].cfg_options + CALIBRATION + extra)
 
 
 #: structured KD with one factor per term (per='term'): its AT, AM and non-local terms
@@ -247,8 +247,7 @@ PER_TERM = ('model.loss_calibration.per=term',
             'model.loss_calibration.terms=[loss_skd.loss_at,loss_skd.loss_am,loss_skd.loss_nld]')
 
 RUNS.update({
-    f'{n} calibrated per term':
-    RUNS[n]._replace(cfg_options=RUNS[n].cfg_options + CALIBRATION + PER_TERM)
+    f'{n} calibrated per term': _calibrated(n, PER_TERM)
     for n in ('SKD', 'MaskRCNN SKD', 'std SKD')
 })
 RUNS.update({
@@ -316,9 +315,7 @@ RUNS.update({f'RTMDet {m} calibrated': _calibrated(f'RTMDet {m}') for m in _RTMD
 MAX_FACTOR = ('model.loss_calibration.max_factor=10.0', )
 _CAPPED_RTMDET = ('FGD', 'MGD', 'FRS', 'KD')
 RUNS.update({
-    f'RTMDet {m} calibrated capped':
-    RUNS[f'RTMDet {m} calibrated']._replace(cfg_options=RUNS[f'RTMDet {m} calibrated'].cfg_options +
-                                            MAX_FACTOR)
+    f'RTMDet {m} calibrated capped': _calibrated(f'RTMDet {m}', MAX_FACTOR)
     for m in _CAPPED_RTMDET
 })
 

@@ -169,6 +169,12 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_positive_number(value) -> bool:
+    """A finite int or float > 0 (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value) and value > 0
+
+
 def _norm(grads: Sequence[torch.Tensor], device: torch.device) -> torch.Tensor:
     r""":math:`\sqrt{\sum_j \|g_j\|_2^2}` of the tensors ``grads`` in float32
     (per-tensor norms first, for range); 0 for none."""
@@ -279,14 +285,11 @@ class LossCalibration(nn.Module):
                  terms: Optional[Sequence[str]] = None,
                  max_factor: Optional[float] = None):
         super().__init__()
-        if isinstance(share, bool) or not isinstance(share, (int, float)) \
-                or not math.isfinite(share) or share <= 0:
+        if not _is_positive_number(share):
             raise ValueError(f'loss_calibration share must be a number > 0 (the target ratio '
                              f'of each distillation gradient norm to the task one), got '
                              f'{share!r}.')
-        if max_factor is not None and (isinstance(max_factor, bool)
-                                       or not isinstance(max_factor, (int, float))
-                                       or not math.isfinite(max_factor) or max_factor <= 0):
+        if max_factor is not None and not _is_positive_number(max_factor):
             raise ValueError(f'loss_calibration max_factor must be None (no bound) or a number '
                              f'> 0 (the largest factor a loss may get), got {max_factor!r}.')
         if not _is_int(window) or window < 1:
