@@ -318,6 +318,8 @@ RUNS.update({
     f'RTMDet {m} calibrated capped': _calibrated(f'RTMDet {m}', MAX_FACTOR)
     for m in _CAPPED_RTMDET
 })
+# the same cap out of sample, on the GFL pair: FRS's head term is its only factor above 10 there
+RUNS['GFL FRS calibrated capped'] = _calibrated('GFL FRS', MAX_FACTOR)
 
 # Several teachers (configs/multi_teacher/): PKD from the RetinaNet and the GFL teacher
 # together, against PKD from each alone ('PKD' is the RetinaNet teacher's).
@@ -431,6 +433,8 @@ PRESETS: Dict[str, List[str]] = {
     ['RTMDet student'] + [f'RTMDet {m}{c}' for m in _RTMDET_METHODS for c in ('', ' calibrated')],
     'deployment_calibration_capped':
     ['RTMDet student'] + [f'RTMDet {m} calibrated capped' for m in _CAPPED_RTMDET],
+    'calibration_gfl_capped':
+    ['GFL student', 'GFL FRS', 'GFL FRS calibrated', 'GFL FRS calibrated capped'],
 }
 _FIELDS = RunSpec._fields
 
