@@ -13,7 +13,8 @@ Example:
 from mmengine.runner import Runner
 
 import mmkd_det  # noqa: F401  (compat patches, registries)
-from mmkd_det.apis import add_checkpoint_checks, load_config, parse_runner_args, runner_parser
+from mmkd_det.apis import (add_checkpoint_checks, finish_distributed, load_config,
+                           parse_runner_args, runner_parser)
 
 
 def parse_args():
@@ -30,6 +31,7 @@ def main():
     runner = Runner.from_cfg(cfg)
     add_checkpoint_checks(runner, key='checkpoint')
     runner.test()
+    finish_distributed()
 
 
 if __name__ == '__main__':

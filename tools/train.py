@@ -6,8 +6,8 @@ from mmengine.runner import Runner
 
 import mmkd_det  # noqa: F401  (compat patches, registries)
 from mmkd_det.apis import (PreflightError, add_checkpoint_checks, add_keep_heap_arg,
-                           apply_keep_heap, check_config, is_main_process_env, load_config,
-                           parse_runner_args, run_dataset_check, runner_parser)
+                           apply_keep_heap, check_config, finish_distributed, is_main_process_env,
+                           load_config, parse_runner_args, run_dataset_check, runner_parser)
 
 
 def parse_args():
@@ -61,11 +61,7 @@ def main():
     # fine-tune to other shapes (e.g. num_classes), resume never
     add_checkpoint_checks(runner, allow_shape_mismatch=True)
     runner.train()
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        # an orderly shutdown: without it a gloo worker can abort at exit
-        # ("terminate called without an active exception") after a finished run
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+    finish_distributed()
 
 
 if __name__ == '__main__':

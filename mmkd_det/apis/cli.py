@@ -164,6 +164,18 @@ def set_local_rank(local_rank: int) -> None:
         os.environ['LOCAL_RANK'] = str(local_rank)
 
 
+def finish_distributed() -> None:
+    """End a distributed run in order: wait for every process, then destroy the
+    process group. Without it a gloo worker can abort at interpreter exit
+    (SIGABRT, "terminate called without an active exception") after a run that
+    finished, so that ``torchrun`` reports a failure. Nothing when the process
+    is not part of an initialised process group."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def add_keep_heap_arg(parser: argparse.ArgumentParser) -> None:
     """Add ``--keep-heap`` (a flag), for :func:`apply_keep_heap`."""
     parser.add_argument('--keep-heap', action='store_true', help=KEEP_HEAP_HELP)
