@@ -164,3 +164,18 @@ def test_standard_tier_overlay_changes_data_and_schedule_only(monkeypatch):
                               overlays=['configs/_base_/tiers/synthetic_standard_teacher.py'])
     assert (teacher.train_cfg.max_epochs, teacher.param_scheduler[1].end) == (24, 24)
     assert presets_in_config(teacher) == ['standard']
+
+
+def test_finish_distributed_destroys_the_group_and_is_a_no_op_without_one(tmp_path):
+    import torch.distributed as dist
+    assert not dist.is_initialized()
+    cli.finish_distributed()                    # no group: nothing to do, no error
+    dist.init_process_group(
+        'gloo', init_method=f'file://{tmp_path / "store"}', rank=0, world_size=1)
+    try:
+        assert dist.is_initialized()
+        cli.finish_distributed()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
