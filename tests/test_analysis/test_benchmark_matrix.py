@@ -301,3 +301,66 @@ def test_every_distillation_run_gains_against_a_student_of_its_detector(monkeypa
             if runs[n].config not in types:
                 types[runs[n].config] = _student_type(runs[n].config)
         assert types[spec.config] == types[runs[base].config], (name, base)
+
+
+def test_earlier_results_stand_in_for_a_lost_work_dir(tmp_path, monkeypatch):
+    import shutil
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'plain.py').write_text("model = dict(type='RetinaNet')\n")
+    (tmp_path / 'frs.py').write_text("model = dict(type='Distiller')\n")
+    runs = load_matrix(write_matrix(tmp_path / 'm.py', '''
+runs = {'student': dict(config='plain.py'), 'big': dict(config='plain.py'),
+        'FRS': dict(config='frs.py', teacher='big', cfg_options=['a.b=1'])}
+'''))
+    fake = FakeTraining()
+    monkeypatch.setattr(subprocess, 'run', fake)
+    results = run_matrix(runs, ['student', 'FRS'], 'wd', 'train.py', seeds=[0, 1])
+    benchmark.write(benchmark.report(results, []), results, 'old')
+    shutil.rmtree('wd')                                  # another machine: the work dir is gone
+    earlier = benchmark.load_earlier(['old.json'], runs)
+    assert sorted(earlier) == [('FRS', 0), ('FRS', 1), ('student', 0), ('student', 1)]
+    assert {r['source'] for r in earlier.values()} == {'old.json'}
+    # every run is in the earlier results: nothing is trained, the teacher neither
+    fake.commands.clear()
+    again = run_matrix(runs, ['student', 'FRS'], 'wd', 'train.py', seeds=[0, 1], earlier=earlier)
+    assert fake.commands == []
+    assert [(r['name'], r['seed'], r['metrics']) for r in again] == [
+        (r['name'], r['seed'], r['metrics']) for r in results]
+    # a new seed: only it is trained, and the teacher again (its checkpoint is gone)
+    more = run_matrix(runs, ['student', 'FRS'], 'wd', 'train.py', seeds=[0, 1, 2], earlier=earlier)
+    assert [c[4] for c in fake.commands] == [
+        osp.join('wd', 'big', 'seed0'), osp.join('wd', 'student', 'seed2'),
+        osp.join('wd', 'FRS', 'seed2')]
+    assert [(r['name'], r['seed']) for r in more] == [('student', 0), ('student', 1),
+                                                      ('student', 2), ('FRS', 0), ('FRS', 1),
+                                                      ('FRS', 2)]
+    # gains paired with the earlier students; the table names the runs it did not train
+    md = benchmark.report(more, benchmark.baseline(runs, 'wd', [0, 1, 2], earlier))
+    assert '+10.0 (+10.0, +10.0, +10.0)' in md
+    assert md.endswith('Read from earlier results, not trained in this work dir: FRS seed 0 '
+                       '(old.json); FRS seed 1 (old.json); student seed 0 (old.json); '
+                       'student seed 1 (old.json).')
+    assert benchmark.collect(runs, ['FRS'], 'nowhere', [0, 1], earlier) == [
+        dict(r, source='old.json') for r in results[2:]]
+
+
+def test_earlier_results_of_another_definition_or_file_are_refused(tmp_path):
+    runs = {'FRS': RunSpec('frs.py', cfg_options=('a.b=1', ))}
+    record = dict(name='FRS', seed=0, config='frs.py', overlays=[], metrics={},
+                  cfg_options=['randomness.seed=0', 'a.b=1', 'model.teacher_ckpt=x.pth'])
+    (tmp_path / 'ok.json').write_text(json.dumps([record, dict(record, name='other')]))
+    # where the teacher lay does not matter; runs the matrix does not define are ignored
+    assert list(benchmark.load_earlier([str(tmp_path / 'ok.json')], runs)) == [('FRS', 0)]
+    old = [dict(record, cfg_options=['randomness.seed=0'])]
+    (tmp_path / 'old.json').write_text(json.dumps(old))
+    with pytest.raises(benchmark.ResultsError,
+                       match=r'FRS seed 0 was trained with '
+                       r"\{'cfg_options': \['randomness.seed=0'\]\}, but the run is now "
+                       r"defined with \{'cfg_options': \['randomness.seed=0', 'a.b=1'\]\}. "
+                       r'Train it again'):
+        benchmark.load_earlier([str(tmp_path / 'old.json')], runs)
+    (tmp_path / 'cost.json').write_text(json.dumps({'rows': []}))
+    with pytest.raises(benchmark.ResultsError, match='not a benchmark results file'):
+        benchmark.load_earlier([str(tmp_path / 'cost.json')], runs)
+    with pytest.raises(benchmark.ResultsError, match='cannot read it'):
+        benchmark.load_earlier([str(tmp_path / 'missing.json')], runs)

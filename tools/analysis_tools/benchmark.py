@@ -15,6 +15,11 @@ configs relative to it).
     python tools/analysis_tools/benchmark.py --preset tid_ablation --seeds 0 1 2 \\
         --teacher-ckpt work_dirs/demo/teacher/epoch_10.pth --jobs 2
 
+Runs of the work dir are found again (resumed); where the work dir is gone, the
+results the benchmark wrote before stand in for their runs (``--results
+docs/measurements/standard.json``): those are not trained again, and the tables
+name them.
+
 Your own matrix (``--matrix my_matrix.py``, e.g. methods on your dataset) is a
 Python config file (mmengine Config; JSON/YAML with the same keys work too):
 
@@ -44,8 +49,9 @@ import argparse
 import os.path as osp
 import sys
 
-from mmkd_det.analysis.benchmark import (PRESETS, RUNS, MatrixError, baseline, collect, load_matrix,
-                                         report, run_matrix, teacher_results, write)
+from mmkd_det.analysis.benchmark import (PRESETS, RUNS, MatrixError, ResultsError, baseline,
+                                         collect, load_earlier, load_matrix, report, run_matrix,
+                                         teacher_results, write)
 
 TRAIN = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'train.py')
 
@@ -96,6 +102,14 @@ def parse_args():
         action='store_true',
         help='train nothing: tabulate the finished runs of the matrix')
     parser.add_argument(
+        '--results',
+        nargs='+',
+        default=[],
+        metavar='JSON',
+        help='earlier results (the .json of an earlier --out): their runs count as finished '
+        'where the work dir has none, e.g. to go on after the work dir is gone; the tables '
+        'name them')
+    parser.add_argument(
         '--out', default=None, help='results file stem (default <work-dir>/results)')
     return parser, parser.parse_args()
 
@@ -116,15 +130,17 @@ def main():
                  f'to the repository root: run the benchmark from there.')
     out = args.out or osp.join(args.work_dir, 'results')
     try:
+        earlier = load_earlier(args.results, runs)
         if args.report_only:
-            results = collect(runs, names, args.work_dir, args.seeds)
+            results = collect(runs, names, args.work_dir, args.seeds, earlier)
         else:
             results = run_matrix(runs, names, args.work_dir, TRAIN, args.seeds, args.teacher_ckpt,
-                                 args.jobs, args.val_interval, args.threads)
-    except (FileNotFoundError, RuntimeError) as err:
+                                 args.jobs, args.val_interval, args.threads, earlier)
+    except (FileNotFoundError, RuntimeError, ResultsError) as err:
         sys.exit(str(err))
-    teachers = teacher_results(runs, names, args.work_dir)
-    write(report(results, baseline(runs, args.work_dir, args.seeds), teachers), results, out)
+    teachers = teacher_results(runs, names, args.work_dir, earlier)
+    write(
+        report(results, baseline(runs, args.work_dir, args.seeds, earlier), teachers), results, out)
 
 
 if __name__ == '__main__':

@@ -6,12 +6,14 @@ The command line is ``tools/analysis_tools/benchmark.py``.
 from .matrix import (DEFAULT_SEEDS, PRESETS, RUNS, MatrixError, RunSpec, load_matrix, run_dir,
                      run_seeds, spec_teachers, teacher_runs)
 from .report import KINDS, kinds_present, plot, plot_history, report, table, write
-from .runner import (baseline, check_data, collect, finished, load_run_config, needs_teacher,
-                     run_matrix, synthetic_presets, teacher_results, train_one)
+from .runner import (ResultsError, baseline, check_data, collect, finished, finished_or_earlier,
+                     load_earlier, load_run_config, needs_teacher, run_matrix, synthetic_presets,
+                     teacher_results, train_one)
 
 __all__ = [
     'DEFAULT_SEEDS', 'PRESETS', 'RUNS', 'MatrixError', 'RunSpec', 'load_matrix', 'run_dir',
     'run_seeds', 'spec_teachers', 'teacher_runs', 'KINDS', 'kinds_present', 'plot', 'plot_history',
-    'report', 'table', 'write', 'baseline', 'check_data', 'collect', 'finished', 'load_run_config',
-    'needs_teacher', 'run_matrix', 'synthetic_presets', 'teacher_results', 'train_one'
+    'report', 'table', 'write', 'ResultsError', 'baseline', 'check_data', 'collect', 'finished',
+    'finished_or_earlier', 'load_earlier', 'load_run_config', 'needs_teacher', 'run_matrix',
+    'synthetic_presets', 'teacher_results', 'train_one'
 ]

@@ -130,8 +130,15 @@ def report(results: list, baseline: list, teachers: list = ()) -> str:
         bbox='',
         segm='Instance segmentation (mask AP):\n\n',
         voc='Pascal VOC metric (VOCMetric, area mode):\n\n')
-    return '\n\n'.join(heads[k] + table(results, baseline, k, teachers)
-                       for k in kinds_present(results) or ['bbox'])
+    md = '\n\n'.join(heads[k] + table(results, baseline, k, teachers)
+                     for k in kinds_present(results) or ['bbox'])
+    # runs read from earlier results files (runner.load_earlier), not trained here
+    earlier = sorted({(r['name'], r['seed'], r['source'])
+                      for r in [*results, *baseline, *teachers] if r.get('source')})
+    if earlier:
+        md += '\n\nRead from earlier results, not trained in this work dir: ' + '; '.join(
+            f'{n} seed {s} ({src})' for n, s, src in earlier) + '.'
+    return md
 
 
 def plot(results: list, path: str, kind: str = 'bbox') -> None:

@@ -5,7 +5,9 @@ Each run of a matrix (:mod:`.matrix`) is trained at each of its seeds by
 ``randomness.seed=<k>``, its ``overlays`` and ``cfg_options``. A finished run
 (its ``run_info.json``, final checkpoint and evaluation present) is not trained
 again, and an interrupted one continues from its last checkpoint (``--resume``),
-so a benchmark can be spread over several sessions. Relative paths (configs, work
+so a benchmark can be spread over several sessions. Where the work dir is gone
+(another machine), the results a benchmark wrote before (its ``<out>.json``)
+stand in for the runs they hold (:func:`load_earlier`). Relative paths (configs, work
 dirs, checkpoints) are relative to the current directory; the built-in runs
 expect the repository root.
 """
@@ -13,7 +15,7 @@ import json
 import os
 import os.path as osp
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from mmengine.config import Config
 
@@ -46,6 +48,70 @@ def finished(work_dir: str, name: str, seed: int) -> Optional[dict]:
         return None
     with open(path) as f:
         return json.load(f)
+
+
+#: earlier results: run_info records keyed by (run, seed), see :func:`load_earlier`
+Earlier = Dict[Tuple[str, int], dict]
+#: options train_one adds that do not change what a run is (where its teacher lies,
+#: how often it is evaluated)
+_PLACE_OPTIONS = ('model.teacher_ckpt=', 'model.teachers.', 'train_cfg.val_interval=')
+
+
+class ResultsError(ValueError):
+    """An earlier results file that cannot stand in for its runs."""
+
+
+def load_earlier(paths: Sequence[str], runs: Dict[str, RunSpec]) -> Earlier:
+    """The runs of earlier result files (the ``<out>.json`` the benchmark writes).
+
+    Such a record counts as a finished run where the work dir has none, so a
+    benchmark can go on where its work dir is gone, from the results it wrote
+    (a teacher run whose checkpoint a student needs is trained again). Each
+    record keeps the file it came from as ``source``, which the tables name.
+    Records of runs ``runs`` does not define are ignored; the first file that
+    holds a (run, seed) wins.
+
+    Raises:
+        ResultsError: a file is not such a list of records, or a record was
+            trained with another config, overlays or options than its run's
+            definition now (the tables would mix two different runs).
+    """
+    earlier: Earlier = {}
+    for path in paths:
+        try:
+            with open(path) as f:
+                records = json.load(f)
+        except (OSError, ValueError) as err:
+            raise ResultsError(f'--results {path}: cannot read it ({err}). Give the .json '
+                               f'results file a benchmark wrote (its --out stem + .json).')
+        if not isinstance(records, list) or not all(
+                isinstance(r, dict) and {'name', 'seed', 'metrics'} <= set(r) for r in records):
+            raise ResultsError(f'--results {path}: not a benchmark results file (a list of run '
+                               f'records with name, seed and metrics); give the .json a '
+                               f'benchmark wrote.')
+        for r in records:
+            spec = runs.get(r['name'])
+            if spec is None or (r['name'], r['seed']) in earlier:
+                continue
+            made = dict(
+                config=r.get('config'),
+                overlays=r.get('overlays', []),
+                cfg_options=[
+                    o for o in r.get('cfg_options', []) if not o.startswith(_PLACE_OPTIONS)
+                ])
+            defined = dict(
+                config=spec.config,
+                overlays=list(spec.overlays),
+                cfg_options=[f'randomness.seed={r["seed"]}', *spec.cfg_options])
+            if made != defined:
+                diff = {k: (made[k], defined[k]) for k in made if made[k] != defined[k]}
+                raise ResultsError(
+                    f'--results {path}: {r["name"]} seed {r["seed"]} was trained with '
+                    f'{ {k: v[0] for k, v in diff.items()} }, but the run is now defined with '
+                    f'{ {k: v[1] for k, v in diff.items()} }. Train it again (drop that file) '
+                    f'or give the run its old definition.')
+            earlier[(r['name'], r['seed'])] = dict(r, source=r.get('source', path))
+    return earlier
 
 
 def check_data(runs: Dict[str, RunSpec], names: Sequence[str]) -> None:
@@ -137,28 +203,48 @@ def train_one(name: str,
     return info
 
 
+def finished_or_earlier(work_dir: str,
+                        name: str,
+                        seed: int,
+                        earlier: Optional[Earlier] = None) -> Optional[dict]:
+    """The run_info of run ``name`` at ``seed``: finished in the work dir, else
+    from ``earlier`` results (:func:`load_earlier`), else None."""
+    return finished(work_dir, name, seed) or (earlier or {}).get((name, seed))
+
+
 def collect(runs: Dict[str, RunSpec],
             names: Sequence[str],
             work_dir: str,
-            seeds: Optional[Sequence[int]] = None) -> List[dict]:
-    """The run_info of every finished (run, seed) of ``names``, in matrix order."""
-    return [
-        r for r in (finished(work_dir, n, s) for n in names for s in run_seeds(runs[n], seeds)) if r
-    ]
+            seeds: Optional[Sequence[int]] = None,
+            earlier: Optional[Earlier] = None) -> List[dict]:
+    """The run_info of every finished (run, seed) of ``names`` (in the work dir,
+    else in ``earlier``), in matrix order."""
+    found = (
+        finished_or_earlier(work_dir, n, s, earlier) for n in names
+        for s in run_seeds(runs[n], seeds))
+    return [r for r in found if r]
 
 
 def baseline(runs: Dict[str, RunSpec],
              work_dir: str,
-             seeds: Optional[Sequence[int]] = None) -> List[dict]:
+             seeds: Optional[Sequence[int]] = None,
+             earlier: Optional[Earlier] = None) -> List[dict]:
     """The finished ``student`` runs (the fallback of the gains)."""
     spec = runs.get('student', RunSpec(''))
-    return [r for r in (finished(work_dir, 'student', s) for s in run_seeds(spec, seeds)) if r]
+    found = (finished_or_earlier(work_dir, 'student', s, earlier) for s in run_seeds(spec, seeds))
+    return [r for r in found if r]
 
 
-def teacher_results(runs: Dict[str, RunSpec], names: Sequence[str], work_dir: str) -> List[dict]:
+def teacher_results(runs: Dict[str, RunSpec],
+                    names: Sequence[str],
+                    work_dir: str,
+                    earlier: Optional[Earlier] = None) -> List[dict]:
     """The finished seed-0 run_info of the teacher runs of ``names`` (for the
     tables' teacher column)."""
-    found = (finished(work_dir, t, 0) for t in sorted(teacher_runs({n: runs[n] for n in names})))
+    found = (
+        finished_or_earlier(work_dir, t, 0, earlier)
+        for t in sorted(teacher_runs({n: runs[n]
+                                      for n in names})))
     return [r for r in found if r]
 
 
@@ -170,7 +256,8 @@ def run_matrix(runs: Dict[str, RunSpec],
                teacher_ckpt: Optional[str] = None,
                jobs: int = 1,
                val_interval: Optional[int] = None,
-               threads: Optional[int] = None) -> List[dict]:
+               threads: Optional[int] = None,
+               earlier: Optional[Earlier] = None) -> List[dict]:
     """Train runs ``names`` of ``runs`` over their seeds, ``jobs`` at a time.
 
     The teacher of a Distiller run: ``teacher_ckpt`` (the command line's) if
@@ -180,6 +267,8 @@ def run_matrix(runs: Dict[str, RunSpec],
     at seed 0 only. Each training gets ``threads`` CPU threads (default: the CPUs
     divided by ``jobs``; a teacher trained first gets them all); set it to 1 when
     other trainings share the machine, as oversubscribed threads slow every one.
+    A (run, seed) of ``earlier`` results not finished in the work dir is taken
+    from there, not trained (nor is its teacher, for it).
 
     Returns:
         list[dict]: the run_info of every (run, seed), in matrix order.
@@ -214,11 +303,21 @@ def run_matrix(runs: Dict[str, RunSpec],
             return trained(spec.teacher)
         return {name: trained(run) for name, run in spec_teachers(spec).items()}
 
-    planned = {n: teacher_of(runs[n]) for n in names if needs_teacher(runs[n].config)}
+    earlier = earlier or {}
     seed0 = teacher_runs(runs)
     todo = [(n, s) for n in names for s in run_seeds(runs[n], seeds) if n not in seed0 or s == 0]
+    taken = {j for j in todo if j in earlier and not finished(work_dir, *j)}
+    planned = {
+        n: teacher_of(runs[n])
+        for n in dict.fromkeys(n for n, s in todo if (n, s) not in taken)
+        if needs_teacher(runs[n].config)
+    }
+
+    def one(job: Tuple[str, int]) -> dict:
+        if job in taken:
+            return earlier[job]
+        return train_one(job[0], runs[job[0]], job[1], work_dir, planned.get(job[0]), threads,
+                         train_script, val_interval)
+
     with ThreadPoolExecutor(jobs) as pool:
-        return list(
-            pool.map(
-                lambda j: train_one(j[0], runs[j[0]], j[1], work_dir, planned.get(j[0]), threads,
-                                    train_script, val_interval), todo))
+        return list(pool.map(one, todo))
