@@ -57,6 +57,12 @@ Earlier = Dict[Tuple[str, int], dict]
 _PLACE_OPTIONS = ('model.teacher_ckpt=', 'model.teachers.', 'train_cfg.val_interval=')
 
 
+def run_options(spec: RunSpec, seed: int) -> List[str]:
+    """The ``--cfg-options`` that define run ``spec`` at ``seed`` (before the ones
+    that only place it, :data:`_PLACE_OPTIONS`)."""
+    return [f'randomness.seed={seed}', *spec.cfg_options]
+
+
 class ResultsError(ValueError):
     """An earlier results file that cannot stand in for its runs."""
 
@@ -102,7 +108,7 @@ def load_earlier(paths: Sequence[str], runs: Dict[str, RunSpec]) -> Earlier:
             defined = dict(
                 config=spec.config,
                 overlays=list(spec.overlays),
-                cfg_options=[f'randomness.seed={r["seed"]}', *spec.cfg_options])
+                cfg_options=run_options(spec, r['seed']))
             if made != defined:
                 diff = {k: (made[k], defined[k]) for k in made if made[k] != defined[k]}
                 raise ResultsError(
@@ -163,7 +169,7 @@ def train_one(name: str,
     # an interrupted run continues from its last checkpoint (same seed and options)
     resume = osp.isfile(osp.join(wd, 'last_checkpoint')) and not done
     args = [a for o in spec.overlays for a in ('--overlay', o)] + (['--resume'] if resume else [])
-    options = [f'randomness.seed={seed}', *spec.cfg_options]
+    options = run_options(spec, seed)
     if val_interval:
         options.append(f'train_cfg.val_interval={val_interval}')
     if needs_teacher(spec.config) and isinstance(teacher_ckpt, dict):  # several teachers
