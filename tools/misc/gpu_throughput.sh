@@ -15,6 +15,9 @@
 #        (PYTHON, default python3) and compiles mmcv's CPU and CUDA ops for the visible GPU's
 #        architecture (OUT/mmcv_build.log); skipped when mmcv's CUDA focal loss already runs.
 #        It takes minutes on 16 cores: run it detached (setsid) and poll OUT/mmcv_build.log.
+#        mmcv's filtered_lrelu (StyleGAN3's op, used by no detector) is switched off with
+#        mmcv's own BUILD_FILTERED_LRELU_OP guard: it is the longest file to compile by far,
+#        and the file that fails in reported CUDA 13 builds. SKIP_FILTERED_LRELU=0 keeps it.
 # measure writes OUT/gpu_fp32.{json,md}, OUT/gpu_amp.{json,md} and OUT/measure.log.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -30,7 +33,8 @@ fetch() {
               --platform manylinux2014_x86_64)
   python3 -m pip download -q --no-deps --only-binary=:all: --implementation cp \
     --python-version "${PY_VERSION:-3.12}" "${plat[@]}" -d "$WHEELS" mmengine==0.10.7 \
-    mmdet==3.3.0 addict yapf==0.43.0 platformdirs termcolor terminaltables pycocotools shapely
+    mmdet==3.3.0 addict yapf==0.43.0 platformdirs termcolor terminaltables pycocotools shapely \
+    'setuptools<82'  # mmengine 0.10.7 and mmcv's setup.py import pkg_resources
   # the sdist's metadata step imports torch: use an environment that has it
   "${SDIST_PYTHON:-$ROOT/.venv/bin/python}" -m pip download -q --no-deps --no-binary=:all: \
     --no-build-isolation -d "$WHEELS" mmcv==2.1.0
@@ -62,10 +66,17 @@ build() {
   arch="$("$PY" -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())")"
   echo "[gpu_throughput] building mmcv 2.1.0 with CUDA ops for sm $arch ($(nproc) jobs)" \
     | tee "$out/mmcv_build.log"
-  local start=$SECONDS
+  local start=$SECONDS src=/tmp/mmcv_src
+  rm -rf "$src" && mkdir -p "$src" && tar xzf "$WHEELS"/mmcv-2.1.0.tar.gz -C "$src"
+  src="$src/mmcv-2.1.0"
+  if [ "${SKIP_FILTERED_LRELU:-1}" = 1 ]; then
+    sed -i 's/^#define BUILD_FILTERED_LRELU_OP 1$/#define BUILD_FILTERED_LRELU_OP 0/' \
+      "$src/mmcv/ops/csrc/pytorch/cuda/filtered_lrelu.cu"
+    grep -q '^#define BUILD_FILTERED_LRELU_OP 0$' "$src/mmcv/ops/csrc/pytorch/cuda/filtered_lrelu.cu"
+  fi
   MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS="$(nproc)" \
-    "$PY" -m pip wheel --no-deps --no-build-isolation --no-index -w /tmp/mmcv_wheel \
-    "$WHEELS"/mmcv-2.1.0.tar.gz >>"$out/mmcv_build.log" 2>&1
+    "$PY" -m pip wheel -v --no-deps --no-build-isolation --no-index -w /tmp/mmcv_wheel \
+    "$src" >>"$out/mmcv_build.log" 2>&1
   "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" \
     /tmp/mmcv_wheel/mmcv-2.1.0-*.whl
   if cuda_ops_work; then
