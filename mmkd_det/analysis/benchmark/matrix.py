@@ -253,7 +253,7 @@ RUNS.update({
 RUNS.update({
     f'{n} calibrated': _calibrated(n)
     for n in ('FRS', 'TID', 'SKD', 'GFL FRS', 'GFL TID', 'GFL LD', 'MaskRCNN SKD', 'std FRS',
-              'std TID', 'std SKD')
+              'std TID', 'std SKD', 'std GFL FRS', 'std GFL TID', 'std GFL LD')
 })
 # the RTMDet deployment pair (defined below) with the same calibration: a pair none of
 # these methods' weights were tuned for
@@ -416,6 +416,10 @@ PRESETS: Dict[str, List[str]] = {
     ],
     'standard_gfl':
     ['std GFL teacher', 'std GFL student', 'std GFL FRS', 'std GFL TID', 'std GFL LD'],
+    'standard_calibration_gfl': [
+        'std GFL student', 'std GFL FRS', 'std GFL TID', 'std GFL LD', 'std GFL FRS calibrated',
+        'std GFL TID calibrated', 'std GFL LD calibrated'
+    ],
     # cross-family pairs: the students alone, then each distilled from the other family's
     # teacher ('FRCNN teacher' / 'teacher' runs, seed 0, unless --teacher-ckpt is given)
     'cross_family': [
