@@ -320,6 +320,8 @@ RUNS.update({
 })
 # the same cap out of sample, on the GFL pair: FRS's head term is its only factor above 10 there
 RUNS['GFL FRS calibrated capped'] = _calibrated('GFL FRS', MAX_FACTOR)
+# and on the Mask R-CNN pair, where per='term' sets structured KD's attention factor to 93-219
+RUNS['MaskRCNN SKD calibrated per term capped'] = _calibrated('MaskRCNN SKD', PER_TERM + MAX_FACTOR)
 
 # Several teachers (configs/multi_teacher/): PKD from the RetinaNet and the GFL teacher
 # together, against PKD from each alone ('PKD' is the RetinaNet teacher's).
@@ -368,7 +370,7 @@ PRESETS: Dict[str, List[str]] = {
     ],
     'calibration_mask_rcnn': [
         'MaskRCNN student', 'MaskRCNN SKD', 'MaskRCNN SKD calibrated',
-        'MaskRCNN SKD calibrated per term'
+        'MaskRCNN SKD calibrated per term', 'MaskRCNN SKD calibrated per term capped'
     ],
     'standard_calibration': [
         'std student', 'std FRS', 'std TID', 'std SKD', 'std FRS calibrated', 'std TID calibrated',
