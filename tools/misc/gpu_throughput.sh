@@ -16,8 +16,9 @@
 #        architecture (OUT/mmcv_build.log); skipped when mmcv's CUDA focal loss already runs.
 #        It takes minutes on 16 cores: run it detached (setsid) and poll OUT/mmcv_build.log.
 #        mmcv's filtered_lrelu (StyleGAN3's op, used by no detector) is switched off with
-#        mmcv's own BUILD_FILTERED_LRELU_OP guard: it is the longest file to compile by far,
-#        and the file that fails in reported CUDA 13 builds. SKIP_FILTERED_LRELU=0 keeps it.
+#        mmcv's own BUILD_FILTERED_LRELU_OP guard: the largest CUDA file (2,056 lines of
+#        templated kernels), where reported Windows builds with CUDA 13.0 / torch 2.11 stopped
+#        (mmcv issues 3308, 3329). SKIP_FILTERED_LRELU=0 keeps it.
 # measure writes OUT/gpu_fp32.{json,md}, OUT/gpu_amp.{json,md} and OUT/measure.log.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
