@@ -248,12 +248,13 @@ PER_TERM = ('model.loss_calibration.per=term',
 
 RUNS.update({
     f'{n} calibrated per term': _calibrated(n, PER_TERM)
-    for n in ('SKD', 'MaskRCNN SKD', 'std SKD')
+    for n in ('SKD', 'MaskRCNN SKD', 'std SKD', 'std SKD from weak teacher')
 })
 RUNS.update({
     f'{n} calibrated': _calibrated(n)
     for n in ('FRS', 'TID', 'SKD', 'GFL FRS', 'GFL TID', 'GFL LD', 'MaskRCNN SKD', 'std FRS',
-              'std TID', 'std SKD', 'std GFL FRS', 'std GFL TID', 'std GFL LD')
+              'std TID', 'std SKD', 'std GFL FRS', 'std GFL TID', 'std GFL LD',
+              'std SKD from weak teacher')
 })
 # the RTMDet deployment pair (defined below) with the same calibration: a pair none of
 # these methods' weights were tuned for
@@ -415,6 +416,11 @@ PRESETS: Dict[str, List[str]] = {
     'standard_weak_teacher': [
         'std weak teacher', 'std student', 'std FRS from weak teacher', 'std TID from weak teacher',
         'std SKD from weak teacher'
+    ],
+    # the loss calibration with the weak teacher: does it keep structured KD above its student?
+    'standard_weak_teacher_calibration': [
+        'std weak teacher', 'std student', 'std SKD from weak teacher',
+        'std SKD from weak teacher calibrated', 'std SKD from weak teacher calibrated per term'
     ],
     'standard_gfl':
     ['std GFL teacher', 'std GFL student', 'std GFL FRS', 'std GFL TID', 'std GFL LD'],
