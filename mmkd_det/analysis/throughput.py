@@ -15,10 +15,13 @@ interleaved:
 and reports images/s of the student and distill steps, the time ratio
 ``distill / (student + teacher)``, its floor and the Distiller's overhead as
 :mod:`mmkd_det.analysis.cost` does and, on CUDA, ``torch.cuda.max_memory_allocated``
-of each step: for ``distill`` everything; for ``student`` minus the teacher's
-and the losses' weights, which stay allocated but a plain student run would
-not hold; for ``teacher`` minus the student's and the losses' weights. With
-``amp`` every step runs under autocast (float16 and a gradient scaler on CUDA,
+of each step, measured after the records fixed for ``loss_alone`` are dropped:
+for ``distill`` everything; for ``student`` minus the teacher's and the losses'
+weights, which stay allocated but a plain student run would not hold; for
+``teacher`` minus the student's and the losses' weights. Several configs in one
+process: :meth:`Step.release` each step before building the next, or the
+previous model, freed only by the garbage collector, may count in the next peak.
+With ``amp`` every step runs under autocast (float16 and a gradient scaler on CUDA,
 as ``tools/train.py --amp``). Random weights do not change the work. :func:`teacher_layouts` times
 the teacher forward alone, NCHW against channels-last input.
 
@@ -157,10 +160,13 @@ def measure_throughput(step: Step,
                       for k in ('student', 'distill')},
         distill_over_student_time=mean['distill'] / mean['student'],
         **time_ratios(mean, samples, parts),
-        minor_page_faults=faults)
+        minor_page_faults=faults,
+        loss_input_bytes=step.loss_input_bytes())
     if step.inputs.is_cuda:
         res['device_name'] = torch.cuda.get_device_name()
         peak = {}
+        # the records loss_alone fixed are the timing's, not any step's
+        step.drop_loss_inputs()
         for name in ('student', 'teacher', 'distill'):
             step.model.zero_grad(set_to_none=True)
             torch.cuda.synchronize()
@@ -225,5 +231,42 @@ def throughput_table(results: dict) -> str:
             f'{1000 * r["mean_seconds"]["teacher"]:.1f}', f'{r["distill_over_student_time"]:.3f}',
             f'{r["distill_over_student_plus_teacher"]:.3f}', *gib
         ]
+        rows.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(rows)
+
+
+def throughput_repeats_table(runs: Sequence[dict]) -> str:
+    """Markdown table over repeated runs of the same configs (each run a
+    ``{config: measure_throughput() result}``, as ``--out`` writes): per config and
+    precision, the median and the min–max over the runs of each step's images/s, of
+    ``distill / (student + teacher)`` and, on CUDA, of each step's peak memory in GiB.
+    The spread of the plain student step, the same in every row of a run, is the
+    timing noise the differences between methods must clear."""
+    if not runs:
+        raise ValueError('throughput_repeats_table: give at least one run')
+    groups: dict = {}
+    for run in runs:
+        for config, r in run.items():
+            groups.setdefault((config, bool(r.get('amp'))), []).append(r)
+    rows = [
+        '| config | autocast | runs | student img/s | distill img/s | '
+        'distill / (student + teacher) | student GiB | teacher GiB | distill GiB |',
+        '|---|---|---|---|---|---|---|---|---|'
+    ]
+
+    def cell(values, fmt):
+        lo, hi = min(values), max(values)
+        return f'{st.median(values):{fmt}} ({lo:{fmt}}–{hi:{fmt}})'
+
+    for (config, amp), rs in groups.items():
+        cells = [osp.basename(config), 'yes' if amp else 'no', str(len(rs))]
+        cells += [cell([r['images_per_s'][k] for r in rs], '.1f') for k in ('student', 'distill')]
+        cells.append(cell([r['distill_over_student_plus_teacher'] for r in rs], '.2f'))
+        for k in ('student', 'teacher', 'distill'):
+            mem = [
+                r['max_memory_allocated_bytes'][k] / 2**30 for r in rs
+                if k in r.get('max_memory_allocated_bytes', {})
+            ]
+            cells.append(cell(mem, '.2f') if mem else '—')
         rows.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(rows)

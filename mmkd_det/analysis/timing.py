@@ -106,6 +106,20 @@ class Step:
         _, model, data = build_distiller_and_batch(config, cfg_options, teacher_ckpt)
         return cls(model, data)
 
+    def release(self) -> None:
+        """Take the timing wrappers off the model and this Step, so that dropping
+        both frees their memory at once. The wrappers hold the Step and the Step holds
+        the model: a reference cycle that only Python's garbage collector frees, at a
+        time of its own; on CUDA a model it has not freed yet counts in the peak memory
+        of the next config measured in the same process."""
+        m = self.model
+        wrapped = [(m, '_teacher_forward'), (m.student, 'loss'), (self, '_backward')]
+        wrapped += [(loss, name) for loss in m.distill_losses.values()
+                    for name in ('masks', 'forward')]
+        for obj, name in wrapped:
+            obj.__dict__.pop(name, None)
+        self.drop_loss_inputs()
+
     def _timed(self, fn, part: str):
         """``fn``, its seconds added to ``part_time[part]``."""
 
@@ -180,6 +194,31 @@ class Step:
                 self._leaves += [leaves['cls_score'], leaves['bbox_pred'], *leaves['feats']]
                 self._captures.append((module, dataclasses.replace(record, **leaves)))
         m.reset_records()
+
+    def loss_input_bytes(self) -> int:
+        """Bytes of the tensors :meth:`loss_alone` fixed (0 before its first call)."""
+        seen, stack = set(), [getattr(self, '_loss_inputs', {}), getattr(self, '_leaves', [])]
+        stack += [record for _, record in getattr(self, '_captures', [])]
+        total = 0
+        while stack:
+            item = stack.pop()
+            if isinstance(item, torch.Tensor):
+                if id(item) not in seen:
+                    seen.add(id(item))
+                    total += item.numel() * item.element_size()
+            elif isinstance(item, dict):
+                stack += item.values()
+            elif isinstance(item, (list, tuple)):
+                stack += item
+            elif dataclasses.is_dataclass(item):
+                stack += [getattr(item, f.name) for f in dataclasses.fields(item)]
+        return total
+
+    def drop_loss_inputs(self) -> None:
+        """Forget the records :meth:`loss_alone` fixed (the next call records them
+        again): held by this Step, they would count in every step's peak memory."""
+        for name in ('_loss_inputs', '_leaves', '_captures'):
+            self.__dict__.pop(name, None)
 
     def loss_alone(self):
         if not hasattr(self, '_loss_inputs'):

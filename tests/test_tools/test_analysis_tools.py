@@ -112,3 +112,30 @@ def test_demo_summarizes_seeds(tmp_path):
         dirs.append(str(tmp_path / f's{seed}'))
     out = run_tool('misc/demo.py', '--summarize', *dirs).stdout
     assert '| student | 4.5 ± 0.7 |' in out and out.rstrip().endswith('| 4.0, 5.0 |')
+
+
+def test_measure_throughput_repeats_tables_stored_runs_and_refuses_other_files(tmp_path):
+    """``--repeats`` reads the committed H200 runs (JSON only) and measures nothing."""
+    runs = [osp.join(ROOT, 'docs/measurements', f'gpu_h200_fp32{s}.json')
+            for s in ('', '_run2', '_run3')]
+    out = str(tmp_path / 'repeats')
+    run_tool('analysis_tools/measure_throughput.py', '--repeats', *runs, '--out', out)
+    with open(out + '.md') as f:
+        rows = f.read().splitlines()[2:]
+    student = []
+    for path in runs:
+        with open(path) as f:
+            student.append(json.load(f)['configs/frs/frs_retina_r101_r50.py']
+                           ['images_per_s']['student'])
+    frs = rows[0].split(' | ')
+    assert frs[:3] == ['| frs_retina_r101_r50.py', 'no', '3']
+    assert frs[3] == (f'{statistics.median(student):.1f} '
+                      f'({min(student):.1f}–{max(student):.1f})')
+    single = str(tmp_path / 'single.json')
+    with open(single, 'w') as f:
+        json.dump({'config': 'x.py', 'images_per_s': {}}, f)
+    proc = run_tool('analysis_tools/measure_throughput.py', '--repeats', single, '--out', out,
+                    ok=False)
+    assert proc.returncode != 0 and 'not a {config: result} file' in proc.stderr
+    proc = run_tool('analysis_tools/measure_throughput.py', '--repeats', *runs, ok=False)
+    assert proc.returncode != 0 and '--repeats needs --out' in proc.stderr

@@ -12,6 +12,9 @@ mmkd_det/analysis/throughput.py. Paths are relative to the current directory
         configs/pkd/pkd_retina_r101_r50.py --device cuda --amp --out work_dirs/gpu_amp
     python tools/analysis_tools/measure_throughput.py configs/pkd/pkd_retina_r101_r50.py \\
         --device cuda
+    # repeated runs of the same configs, one table of median (min-max)
+    python tools/analysis_tools/measure_throughput.py --repeats run1.json run2.json run3.json \\
+        --out work_dirs/gpu_repeats
     # the teacher forward alone, NCHW against channels-last (teacher_channels_last)
     python tools/analysis_tools/measure_throughput.py --device cpu --teacher-layouts \\
         --iters 6 --warmup 1
@@ -19,13 +22,15 @@ mmkd_det/analysis/throughput.py. Paths are relative to the current directory
         configs/pkd/pkd_retina_r18w48_r18w32_synthetic.py --device cpu --teacher-layouts \\
         --batch 8 --size 128 128 --iters 40
 """
+import gc
+import json
 import sys
 
 import torch
 
 from mmkd_det.analysis.throughput import (full_size_step, measure_throughput, teacher_layouts,
-                                          teacher_layouts_summary, throughput_summary,
-                                          throughput_table)
+                                          teacher_layouts_summary, throughput_repeats_table,
+                                          throughput_summary, throughput_table)
 from mmkd_det.apis import (add_distiller_options_arg, add_image_size_arg, add_json_arg,
                            add_keep_heap_arg, apply_keep_heap, doc_parser, write_json)
 
@@ -57,11 +62,20 @@ def parse_args():
         action='store_true',
         help='time only the Distiller\'s teacher forward, NCHW and channels-last '
         'input interleaved (the teacher_channels_last option)')
+    p.add_argument(
+        '--repeats',
+        nargs='+',
+        metavar='JSON',
+        help='measure nothing: read the <out>.json files of repeated runs and write '
+        'one table of median (min-max) per config and precision to <out>.md')
     return p.parse_args()
 
 
 def main():
     args = parse_args()
+    if args.repeats:
+        write_repeats(args.repeats, args.out)
+        return
     apply_keep_heap(args.keep_heap)
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         sys.exit('--device cuda: no CUDA device visible to torch; use --device cpu.')
@@ -82,7 +96,10 @@ def main():
                                      args.distiller_options, args.keep_heap)
             print(f'== {config}\n{throughput_summary(res)}', flush=True)
         results[config] = res
+        # free this config's model before the next one's peak memory is measured
+        step.release()
         del step
+        gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     write_json(results[args.config[0]], args.json)
@@ -90,6 +107,28 @@ def main():
         write_json(results, args.out + '.json')
         with open(args.out + '.md', 'w') as f:
             f.write(throughput_table(results) + '\n')
+
+
+def write_repeats(paths, out):
+    if not out:
+        sys.exit('--repeats needs --out STEM: the table goes to <STEM>.md.')
+    runs = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                run = json.load(f)
+        except (OSError, ValueError) as err:
+            sys.exit(f'--repeats {path}: cannot read it as JSON ({err}); give the <out>.json '
+                     'files that measure_throughput.py --out wrote.')
+        if not isinstance(run, dict) or not all(
+                isinstance(r, dict) and 'images_per_s' in r for r in run.values()):
+            sys.exit(f'--repeats {path}: not a {{config: result}} file; give the <out>.json '
+                     'of a run with --out (one --json result holds a single config).')
+        runs.append(run)
+    table = throughput_repeats_table(runs)
+    with open(out + '.md', 'w') as f:
+        f.write(table + '\n')
+    print(table)
 
 
 if __name__ == '__main__':
