@@ -27,6 +27,7 @@ the teacher forward alone, NCHW against channels-last input.
 
 The command line is ``tools/analysis_tools/measure_throughput.py``.
 """
+import json
 import os.path as osp
 import statistics as st
 import tempfile
@@ -233,6 +234,28 @@ def throughput_table(results: dict) -> str:
         ]
         rows.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(rows)
+
+
+def read_throughput_runs(paths: Sequence[str]) -> list:
+    """The ``{config: result}`` files that ``--out`` wrote, one per run (JSON only).
+
+    Raises:
+        ValueError: a file is not JSON or not such a file; the message names it.
+    """
+    runs = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                run = json.load(f)
+        except (OSError, ValueError) as err:
+            raise ValueError(f'{path}: cannot read it as JSON ({err}); give the <out>.json '
+                             'files that measure_throughput.py --out wrote.') from None
+        if not isinstance(run, dict) or not all(
+                isinstance(r, dict) and 'images_per_s' in r for r in run.values()):
+            raise ValueError(f'{path}: not a {{config: result}} file; give the <out>.json of '
+                             'a run with --out (one --json result holds a single config).')
+        runs.append(run)
+    return runs
 
 
 def throughput_repeats_table(runs: Sequence[dict]) -> str:

@@ -23,14 +23,14 @@ mmkd_det/analysis/throughput.py. Paths are relative to the current directory
         --batch 8 --size 128 128 --iters 40
 """
 import gc
-import json
 import sys
 
 import torch
 
-from mmkd_det.analysis.throughput import (full_size_step, measure_throughput, teacher_layouts,
-                                          teacher_layouts_summary, throughput_repeats_table,
-                                          throughput_summary, throughput_table)
+from mmkd_det.analysis.throughput import (full_size_step, measure_throughput, read_throughput_runs,
+                                          teacher_layouts, teacher_layouts_summary,
+                                          throughput_repeats_table, throughput_summary,
+                                          throughput_table)
 from mmkd_det.apis import (add_distiller_options_arg, add_image_size_arg, add_json_arg,
                            add_keep_heap_arg, apply_keep_heap, doc_parser, write_json)
 
@@ -112,20 +112,10 @@ def main():
 def write_repeats(paths, out):
     if not out:
         sys.exit('--repeats needs --out STEM: the table goes to <STEM>.md.')
-    runs = []
-    for path in paths:
-        try:
-            with open(path) as f:
-                run = json.load(f)
-        except (OSError, ValueError) as err:
-            sys.exit(f'--repeats {path}: cannot read it as JSON ({err}); give the <out>.json '
-                     'files that measure_throughput.py --out wrote.')
-        if not isinstance(run, dict) or not all(
-                isinstance(r, dict) and 'images_per_s' in r for r in run.values()):
-            sys.exit(f'--repeats {path}: not a {{config: result}} file; give the <out>.json '
-                     'of a run with --out (one --json result holds a single config).')
-        runs.append(run)
-    table = throughput_repeats_table(runs)
+    try:
+        table = throughput_repeats_table(read_throughput_runs(paths))
+    except ValueError as err:
+        sys.exit(f'--repeats {err}')
     with open(out + '.md', 'w') as f:
         f.write(table + '\n')
     print(table)
