@@ -27,7 +27,6 @@ the teacher forward alone, NCHW against channels-last input.
 
 The command line is ``tools/analysis_tools/measure_throughput.py``.
 """
-import json
 import os.path as osp
 import statistics as st
 import tempfile
@@ -242,20 +241,18 @@ def read_throughput_runs(paths: Sequence[str]) -> list:
     Raises:
         ValueError: a file is not JSON or not such a file; the message names it.
     """
-    runs = []
-    for path in paths:
-        try:
-            with open(path) as f:
-                run = json.load(f)
-        except (OSError, ValueError) as err:
-            raise ValueError(f'{path}: cannot read it as JSON ({err}); give the <out>.json '
-                             'files that measure_throughput.py --out wrote.') from None
-        if not isinstance(run, dict) or not all(
-                isinstance(r, dict) and 'images_per_s' in r for r in run.values()):
-            raise ValueError(f'{path}: not a {{config: result}} file; give the <out>.json of '
-                             'a run with --out (one --json result holds a single config).')
-        runs.append(run)
-    return runs
+    from mmkd_det.apis import read_json
+
+    def valid(run):
+        return isinstance(run, dict) and all(
+            isinstance(r, dict) and 'images_per_s' in r for r in run.values())
+
+    return [
+        read_json(
+            path, valid, 'a {config: result} file',
+            'give the <out>.json of a run with --out (one --json result holds a single '
+            'config).') for path in paths
+    ]
 
 
 def throughput_repeats_table(runs: Sequence[dict]) -> str:

@@ -13,7 +13,7 @@ import json
 import os
 import os.path as osp
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
@@ -216,6 +216,23 @@ def write_json(result: Any, path: Optional[str]) -> None:
     os.makedirs(folder, exist_ok=True)
     with open(path, 'w') as f:
         json.dump(result, f, indent=2)
+
+
+def read_json(path: str, valid: Callable[[Any], bool], what: str, fix: str) -> Any:
+    """The JSON in ``path`` (parsed, nothing unpickled) if ``valid`` accepts it.
+
+    Raises:
+        ValueError: ``path`` cannot be read as JSON, or holds something else
+            than ``what``; the message names the file and ends with ``fix``.
+    """
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ValueError(f'{path}: cannot read it as JSON ({err}); {fix}') from None
+    if not valid(data):
+        raise ValueError(f'{path}: not {what}; {fix}')
+    return data
 
 
 def default_work_dir(cfg: Config, config_path: str, work_dir: Optional[str] = None) -> str:

@@ -63,6 +63,11 @@ def run_options(spec: RunSpec, seed: int) -> List[str]:
     return [f'randomness.seed={seed}', *spec.cfg_options]
 
 
+def _is_results(records) -> bool:
+    return isinstance(records, list) and all(
+        isinstance(r, dict) and {'name', 'seed', 'metrics'} <= set(r) for r in records)
+
+
 class ResultsError(ValueError):
     """An earlier results file that cannot stand in for its runs."""
 
@@ -82,19 +87,16 @@ def load_earlier(paths: Sequence[str], runs: Dict[str, RunSpec]) -> Earlier:
             trained with another config, overlays or options than its run's
             definition now (the tables would mix two different runs).
     """
+    from mmkd_det.apis import read_json
     earlier: Earlier = {}
     for path in paths:
         try:
-            with open(path) as f:
-                records = json.load(f)
-        except (OSError, ValueError) as err:
-            raise ResultsError(f'--results {path}: cannot read it ({err}). Give the .json '
-                               f'results file a benchmark wrote (its --out stem + .json).')
-        if not isinstance(records, list) or not all(
-                isinstance(r, dict) and {'name', 'seed', 'metrics'} <= set(r) for r in records):
-            raise ResultsError(f'--results {path}: not a benchmark results file (a list of run '
-                               f'records with name, seed and metrics); give the .json a '
-                               f'benchmark wrote.')
+            records = read_json(
+                path, _is_results, 'a benchmark results file (a list of run records with '
+                'name, seed and metrics)', 'give the .json results file a benchmark wrote (its '
+                '--out stem + .json).')
+        except ValueError as err:
+            raise ResultsError(f'--results {err}') from None
         for r in records:
             spec = runs.get(r['name'])
             if spec is None or (r['name'], r['seed']) in earlier:
