@@ -92,12 +92,13 @@ class Step:
         self._amp_dtype = torch.float16 if cuda else torch.bfloat16
         self.part_time = {}
         # instance attributes shadow the methods: the Distiller's own calls are timed
+        self._wrapped = []
         for loss in model.distill_losses.values():
             if hasattr(loss, 'masks'):
-                loss.masks = self._timed(loss.masks, 'masks')
-            loss.forward = self._timed(loss.forward, 'losses')
-        model._teacher_forward = self._timed(model._teacher_forward, 'teacher_forward')
-        model.student.loss = self._timed(model.student.loss, 'student_forward')
+                self._wrap(loss, 'masks', 'masks')
+            self._wrap(loss, 'forward', 'losses')
+        self._wrap(model, '_teacher_forward', 'teacher_forward')
+        self._wrap(model.student, 'loss', 'student_forward')
         self._backward = self._timed(self._backward_only, 'backward')
 
     @classmethod
@@ -112,13 +113,15 @@ class Step:
         the model: a reference cycle that only Python's garbage collector frees, at a
         time of its own; on CUDA a model it has not freed yet counts in the peak memory
         of the next config measured in the same process."""
-        m = self.model
-        wrapped = [(m, '_teacher_forward'), (m.student, 'loss'), (self, '_backward')]
-        wrapped += [(loss, name) for loss in m.distill_losses.values()
-                    for name in ('masks', 'forward')]
-        for obj, name in wrapped:
+        for obj, name in self._wrapped + [(self, '_backward')]:
             obj.__dict__.pop(name, None)
+        self._wrapped = []
         self.drop_loss_inputs()
+
+    def _wrap(self, obj, name: str, part: str) -> None:
+        """Time ``obj.name`` into ``part_time[part]`` (undone by :meth:`release`)."""
+        setattr(obj, name, self._timed(getattr(obj, name), part))
+        self._wrapped.append((obj, name))
 
     def _timed(self, fn, part: str):
         """``fn``, its seconds added to ``part_time[part]``."""
@@ -197,8 +200,10 @@ class Step:
 
     def loss_input_bytes(self) -> int:
         """Bytes of the tensors :meth:`loss_alone` fixed (0 before its first call)."""
-        seen, stack = set(), [getattr(self, '_loss_inputs', {}), getattr(self, '_leaves', [])]
+        # the leaves (``_leaves``) are among these tensors
+        stack = [getattr(self, '_loss_inputs', {})]
         stack += [record for _, record in getattr(self, '_captures', [])]
+        seen = set()
         total = 0
         while stack:
             item = stack.pop()
