@@ -2,7 +2,9 @@
 config tree keeps its layout (pair bases, per-method folders with README and metafile)."""
 import ast
 import glob
+import json
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -370,3 +372,43 @@ def test_entry_point_is_the_frs_retina_config(monkeypatch):
     assert _direct_bases(osp.join(CONFIG_ROOT, 'frs_retina_r101_r50.py')) == [
         osp.join(CONFIG_ROOT, 'frs', 'frs_retina_r101_r50.py')
     ]
+
+
+STANDARD_TIER = 'mmkd_det synthetic shapes, standard tier'
+
+
+def _standard_tier_runs() -> dict:
+    """(run name, seed) -> mAP (%) of every standard-tier run in docs/measurements; a run
+    that several results files hold must have the same mAP in each."""
+    runs = {}
+    for path in sorted(glob.glob(osp.join(ROOT, 'docs', 'measurements', 'standard*.json'))):
+        with open(path) as f:
+            for r in json.load(f):
+                key = (r['name'], r['seed'])
+                value = 100 * r['metrics']['coco/bbox_mAP']
+                assert abs(runs.setdefault(key, value) - value) < 1e-9, (key, path)
+    return runs
+
+
+def test_metafile_standard_tier_results_match_the_measurements():
+    """Each standard-tier result in a metafile is the mean of the runs its command names,
+    recomputed from the committed results files (a metafile number cannot drift from them)."""
+    runs = _standard_tier_runs()
+    checked = 0
+    for method in METHODS:
+        for m in _load_yaml(osp.join(CONFIG_ROOT, method, 'metafile.yml'))['Models']:
+            for r in m['Results']:
+                if r['Dataset'] != STANDARD_TIER:
+                    continue
+                cmd = r['Command'].split()
+                name = re.search(r"--runs '([^']+)'", r['Command']).group(1)
+                i = cmd.index('--seeds') + 1
+                seeds = []
+                while i < len(cmd) and cmd[i].isdigit():
+                    seeds.append(int(cmd[i]))
+                    i += 1
+                values = [runs[(name, s)] for s in seeds]
+                assert r['Metrics']['box AP'] == pytest.approx(
+                    round(sum(values) / len(values), 1), abs=1e-6), (m['Name'], values)
+                checked += 1
+    assert checked >= 24
