@@ -27,8 +27,6 @@ the final weights agree within float tolerance.
 import json
 import os
 import os.path as osp
-import shutil
-import subprocess
 import sys
 
 import torch
@@ -38,7 +36,7 @@ from mmengine.hooks import Hook
 from mmkd_det.datasets.synthetic import generate_synthetic_dataset
 from mmkd_det.registry import HOOKS, MODELS
 from tests.conftest import ROOT, frs_distiller_cfg, save_weights, tiny_model_cfg
-from tests.test_tools.test_train import _free_port, runner_cfg
+from tests.test_tools.test_train import run_dist, runner_cfg
 
 ITERS = 3
 #: the same boxes (x, y, w, h) and labels on every training image
@@ -142,18 +140,10 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         if nproc == 1:
             cmd = [sys.executable, osp.join(ROOT, 'tools/train.py'), cfg_path]
         else:
-            env['PORT'] = str(_free_port())
             cmd = ['bash', osp.join(ROOT, 'tools/dist_train.sh'), cfg_path, str(nproc)]
-        proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True,
-                              timeout=300)
-        if proc.returncode != 0 and 'terminate called without an active exception' in proc.stderr:
-            # a gloo worker thread can still abort the process at interpreter exit on a
-            # heavily loaded machine, after the run finished (seen once in a full suite
-            # beside other training jobs); the equivalence is what is tested here: run again
-            shutil.rmtree(str(tmp_path / name), ignore_errors=True)
-            env['PORT'] = str(_free_port())
-            proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True,
-                                  text=True, timeout=300)
+        # the equivalence is what is tested here: a worker's abort at exit after a finished
+        # run is retried once (run_dist)
+        proc = run_dist(cmd, env, str(tmp_path), clear=[str(tmp_path / name)], timeout=300)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         work = str(tmp_path / name)
         runs[name] = dict(

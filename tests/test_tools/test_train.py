@@ -1,6 +1,7 @@
 """Runner-level training: 4 detectors, teacher eval, resume, export, 2-process gloo."""
 import os
 import os.path as osp
+import shutil
 import socket
 import subprocess
 import sys
@@ -127,7 +128,9 @@ def test_resume_restores_student_and_rebuilds_teacher(data_root, tmp_path):
     cfg.custom_hooks = [dict(type='CountIters')]
     runner = Runner.from_cfg(cfg)
     runner.train()
-    counter = next(h for h in runner.hooks if isinstance(h, CountIters))
+    # the registered class: importing this file under a second module name (another test
+    # file imports it) registers CountIters again
+    counter = next(h for h in runner.hooks if isinstance(h, HOOKS.get('CountIters')))
     assert counter.iters == [2, 3]  # 0-based: continued after the 2 saved iterations
     distiller = runner.model
     teacher_ckpt = torch.load(ckpt)['state_dict']
@@ -155,6 +158,49 @@ def _free_port():
         return s.getsockname()[1]
 
 
+#: how a gloo worker dies at the end of a run that finished (a C++ thread object left
+#: joinable at teardown); seen a few times in full suites on a heavily loaded machine
+GLOO_EXIT_ABORT = 'terminate called without an active exception'
+
+
+def run_dist(cmd, env, cwd, clear=(), timeout=600):
+    """Run a dist_train.sh / dist_test.sh command; when a worker died with
+    :data:`GLOO_EXIT_ABORT`, remove the ``clear`` dirs and run it once more on a new port
+    (a second failure, or any other one, is returned as it is)."""
+    def once():
+        env['PORT'] = str(_free_port())
+        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+
+    proc = once()
+    if proc.returncode != 0 and GLOO_EXIT_ABORT in proc.stdout + proc.stderr:
+        for path in clear:
+            shutil.rmtree(path, ignore_errors=True)
+        proc = once()
+    return proc
+
+
+def test_run_dist_retries_only_the_gloo_exit_abort_and_only_once(tmp_path):
+    """run_dist reruns a command that died with GLOO_EXIT_ABORT once, on a new port, after
+    clearing its dirs; another failure, or the abort twice, comes back as a failure."""
+    count, work = tmp_path / 'count', tmp_path / 'work'
+    # fails with the abort on the first call only; counts its calls; sees whether work/ exists
+    script = (f'n=$(cat {count} 2>/dev/null || echo 0); echo $((n+1)) > {count}; '
+              f'[ -d {work} ] && echo stale; mkdir -p {work}; echo "port $PORT"; '
+              f'[ "$n" -ge "$FAILS" ] && exit 0; echo "{GLOO_EXIT_ABORT}" >&2; exit 134')
+    for fails, calls, rc in ((1, 2, 0), (2, 2, 134), (5, 2, 134)):
+        count.unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+        proc = run_dist(['bash', '-c', script], dict(os.environ, FAILS=str(fails)), str(tmp_path),
+                        clear=[str(work)])
+        assert (proc.returncode, int(count.read_text())) == (rc, calls)
+        assert 'stale' not in proc.stdout and 'port ' in proc.stdout
+    count.unlink()
+    proc = run_dist(['bash', '-c', f'echo 1 > {count}; echo other error >&2; exit 1'],
+                    dict(os.environ), str(tmp_path))
+    assert (proc.returncode, count.read_text().strip()) == (1, '1')
+
+
 def test_dist_train_and_dist_test_two_cpu_processes(data_root, tmp_path):
     ckpt = save_weights(tiny_model_cfg('retina', 16, num_classes=6), str(tmp_path / 't.pth'))
     model = frs_distiller_cfg('retina', ckpt, num_classes=6)
@@ -162,24 +208,19 @@ def test_dist_train_and_dist_test_two_cpu_processes(data_root, tmp_path):
     cfg = runner_cfg(model, data_root, str(tmp_path / 'work'))
     cfg_path = str(tmp_path / 'cfg.py')
     cfg.dump(cfg_path)
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1')
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1')
     # --keep-heap (glibc keeps freed memory) reaches each worker's tools/train.py
-    proc = subprocess.run(['bash', osp.join(ROOT, 'tools/dist_train.sh'), cfg_path, '2',
-                           '--keep-heap'],
-                          cwd=str(tmp_path), env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = run_dist(['bash', osp.join(ROOT, 'tools/dist_train.sh'), cfg_path, '2', '--keep-heap'],
+                    env, str(tmp_path), clear=[str(tmp_path / 'work')])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert osp.isfile(str(tmp_path / 'work' / 'iter_2.pth'))
     log = proc.stdout + proc.stderr
     assert 'distill.loss_frs_fpn' in log and 'Distributed training: True' in log
     assert '--keep-heap' not in log          # accepted, and mallopt was found
     # the trained Distiller evaluated by two processes (tools/dist_test.sh)
-    env['PORT'] = str(_free_port())
-    proc = subprocess.run(['bash', osp.join(ROOT, 'tools/dist_test.sh'), cfg_path,
-                           str(tmp_path / 'work' / 'iter_2.pth'), '2', '--work-dir',
-                           str(tmp_path / 'test')],
-                          cwd=str(tmp_path), env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = run_dist(['bash', osp.join(ROOT, 'tools/dist_test.sh'), cfg_path,
+                     str(tmp_path / 'work' / 'iter_2.pth'), '2', '--work-dir',
+                     str(tmp_path / 'test')], env, str(tmp_path), clear=[str(tmp_path / 'test')])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = proc.stdout + proc.stderr
     assert 'Distributed training: True' in log and 'coco/bbox_mAP:' in log
