@@ -158,8 +158,8 @@ def _free_port():
         return s.getsockname()[1]
 
 
-#: how a gloo worker dies at the end of a run that finished (a C++ thread object left
-#: joinable at teardown); seen a few times in full suites on a heavily loaded machine
+#: how a gloo worker has died at the end of a run that had finished (std::terminate from
+#: C++, not a Python error; cause not found); seen twice in full suites on a loaded machine
 GLOO_EXIT_ABORT = 'terminate called without an active exception'
 
 
