@@ -36,7 +36,7 @@ from mmengine.hooks import Hook
 from mmkd_det.datasets.synthetic import generate_synthetic_dataset
 from mmkd_det.registry import HOOKS, MODELS
 from tests.conftest import ROOT, frs_distiller_cfg, save_weights, tiny_model_cfg
-from tests.test_tools.test_train import run_dist, runner_cfg
+from tests.test_tools.runner_helpers import run_dist, runner_cfg
 
 ITERS = 3
 #: the same boxes (x, y, w, h) and labels on every training image

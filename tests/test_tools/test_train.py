@@ -2,7 +2,6 @@
 import os
 import os.path as osp
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -16,6 +15,7 @@ from mmkd_det.apis import export_student
 from mmkd_det.datasets.synthetic import generate_synthetic_dataset
 from mmkd_det.registry import HOOKS
 from tests.conftest import ROOT, frs_distiller_cfg, save_weights, tiny_model_cfg
+from tests.test_tools.runner_helpers import GLOO_EXIT_ABORT, run_dist, runner_cfg
 
 
 @pytest.fixture(scope='module')
@@ -24,32 +24,6 @@ def data_root(tmp_path_factory):
     generate_synthetic_dataset(root, num_train=8, num_val=4, img_size=64, seed=0,
                                formats=('coco', 'voc'))
     return root
-
-
-def runner_cfg(model, data_root, work_dir, max_iters=2, ckpt_interval=2, fmt='coco'):
-    cfg = Config.fromfile(osp.join(ROOT, f'configs/_base_/datasets/synthetic_{fmt}.py'))
-    for loader in (cfg.train_dataloader, cfg.val_dataloader):
-        loader.dataset.data_root = data_root + '/'
-        loader.batch_size = 2
-        loader.num_workers = 0
-        for t in loader.dataset.pipeline:
-            if t.type == 'Resize':
-                t.scale = (64, 64)
-    if fmt == 'coco':
-        cfg.val_evaluator.ann_file = osp.join(data_root, 'annotations/instances_val.json')
-    cfg.test_dataloader, cfg.test_evaluator = cfg.val_dataloader, cfg.val_evaluator
-    cfg.merge_from_dict(dict(
-        default_scope='mmkd_det', model=model, work_dir=work_dir,
-        train_cfg=dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters),
-        val_cfg=dict(type='ValLoop'), test_cfg=dict(type='TestLoop'),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.005, momentum=0.9)),
-        default_hooks=dict(
-            checkpoint=dict(type='CheckpointHook', interval=ckpt_interval, by_epoch=False),
-            logger=dict(type='LoggerHook', interval=1)),
-        custom_hooks=[dict(type='TeacherEvalHook')],
-        log_processor=dict(by_epoch=False), randomness=dict(seed=0),
-        env_cfg=dict(dist_cfg=dict(backend='gloo'))))
-    return cfg
 
 
 @HOOKS.register_module(force=True)
@@ -128,9 +102,7 @@ def test_resume_restores_student_and_rebuilds_teacher(data_root, tmp_path):
     cfg.custom_hooks = [dict(type='CountIters')]
     runner = Runner.from_cfg(cfg)
     runner.train()
-    # the registered class: importing this file under a second module name (another test
-    # file imports it) registers CountIters again
-    counter = next(h for h in runner.hooks if isinstance(h, HOOKS.get('CountIters')))
+    counter = next(h for h in runner.hooks if isinstance(h, CountIters))
     assert counter.iters == [2, 3]  # 0-based: continued after the 2 saved iterations
     distiller = runner.model
     teacher_ckpt = torch.load(ckpt)['state_dict']
@@ -150,34 +122,6 @@ def test_export_cli(data_root, tmp_path):
     assert proc.returncode == 0, proc.stderr
     sd = torch.load(str(tmp_path / 's.pth'))['state_dict']
     assert 'backbone.conv1.weight' in sd and not any(k.startswith('distill') for k in sd)
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-#: how a gloo worker has died at the end of a run that had finished (std::terminate from
-#: C++, not a Python error; cause not found); seen twice in full suites on a loaded machine
-GLOO_EXIT_ABORT = 'terminate called without an active exception'
-
-
-def run_dist(cmd, env, cwd, clear=(), timeout=600):
-    """Run a dist_train.sh / dist_test.sh command; when a worker died with
-    :data:`GLOO_EXIT_ABORT`, remove the ``clear`` dirs and run it once more on a new port
-    (a second failure, or any other one, is returned as it is)."""
-    def once():
-        env['PORT'] = str(_free_port())
-        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
-                              timeout=timeout)
-
-    proc = once()
-    if proc.returncode != 0 and GLOO_EXIT_ABORT in proc.stdout + proc.stderr:
-        for path in clear:
-            shutil.rmtree(path, ignore_errors=True)
-        proc = once()
-    return proc
 
 
 def test_run_dist_retries_only_the_gloo_exit_abort_and_only_once(tmp_path):
