@@ -401,14 +401,9 @@ def test_metafile_standard_tier_results_match_the_measurements():
             for r in m['Results']:
                 if r['Dataset'] != STANDARD_TIER:
                     continue
-                cmd = r['Command'].split()
                 name = re.search(r"--runs '([^']+)'", r['Command']).group(1)
-                i = cmd.index('--seeds') + 1
-                seeds = []
-                while i < len(cmd) and cmd[i].isdigit():
-                    seeds.append(int(cmd[i]))
-                    i += 1
-                values = [runs[(name, s)] for s in seeds]
+                seeds = re.search(r'--seeds ((?:\d+ )+)', r['Command']).group(1).split()
+                values = [runs[(name, int(s))] for s in seeds]
                 # rounded as the benchmark's tables round it (mean of the unrounded values)
                 mean = float(f'{statistics.mean(values):.1f}')
                 assert r['Metrics']['box AP'] == pytest.approx(mean, abs=1e-6), (m['Name'], values)
