@@ -1,6 +1,7 @@
 """Shared fixtures: tiny real mmdet detectors built from mmdet's own configs."""
 import copy
 import os.path as osp
+import socket
 
 import pytest
 import torch
@@ -20,6 +21,13 @@ _MMDET_MODELS = {
     'atss': 'mmdet::atss/atss_r50_fpn_1x_coco.py',
 }
 _CACHE = {}
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a distributed launch's master."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 def tiny_model_cfg(kind: str, width: int = 8, num_classes: int = 3) -> dict:

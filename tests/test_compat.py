@@ -7,7 +7,6 @@ import importlib.util
 import os
 import pickle
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,8 +22,8 @@ from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
 from mmkd_det import compat
+from tests.conftest import ROOT, free_port
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TORCH_GE_26 = tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2]) >= (2, 6)
 
 
@@ -268,12 +267,6 @@ def test_mmengine_http_loader_from_local_cache(runner_ckpt, tmp_path):
 
 
 # ------------------------------------------------------------- CPU distributed launch (torchrun)
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the breakage only exists without CUDA')
 def test_init_dist_pytorch_without_cuda(tmp_path):
     env = dict(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()), RANK='0', WORLD_SIZE='1',

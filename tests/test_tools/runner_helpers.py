@@ -3,12 +3,11 @@ runner config and the dist_train.sh / dist_test.sh launch. A module of its own, 
 no test file imports another (which would register that file's hooks twice)."""
 import os.path as osp
 import shutil
-import socket
 import subprocess
 
 from mmengine.config import Config
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 
 def runner_cfg(model, data_root, work_dir, max_iters=2, ckpt_interval=2, fmt='coco'):
@@ -35,12 +34,6 @@ def runner_cfg(model, data_root, work_dir, max_iters=2, ckpt_interval=2, fmt='co
         log_processor=dict(by_epoch=False), randomness=dict(seed=0),
         env_cfg=dict(dist_cfg=dict(backend='gloo'))))
     return cfg
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 #: how a gloo worker has died at the end of a run that had finished (std::terminate from
