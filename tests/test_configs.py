@@ -380,7 +380,8 @@ STANDARD_TIER = 'mmkd_det synthetic shapes, standard tier'
 
 def _standard_tier_runs() -> dict:
     """(run name, seed) -> mAP (%) of every standard-tier run in docs/measurements; a run
-    that several results files hold must have the same mAP in each."""
+    that several results files hold must have the same mAP in each. (Runs repeated on
+    another machine, from another teacher checkpoint, are kept apart in rerun_standard*.)"""
     runs = {}
     for path in sorted(glob.glob(osp.join(ROOT, 'docs', 'measurements', 'standard*.json'))):
         with open(path) as f:
